@@ -1,0 +1,1 @@
+"""tinyhttp's tests."""

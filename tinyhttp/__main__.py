@@ -1,0 +1,190 @@
+"""The command line: flags into a Config, then serve, with one clear line for every mistake."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+from .config import Config
+from .listen import ListenError, is_wildcard
+from .server import Server
+
+__all__ = ["main"]
+
+# Exit status for a usage mistake, as argparse and most Unix tools use it.
+USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block first; one line is easier to act on.
+        self.exit(USAGE, f"tinyhttp: {message} (see tinyhttp --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = Config()
+    p = _Parser(prog="tinyhttp", description="Serve a folder over HTTP/1.1.")
+    p.add_argument(
+        "directory", nargs="?", help="folder to serve (default: ./www if it exists, else .)"
+    )
+    p.add_argument(
+        "-d", "--directory", dest="directory_flag", metavar="DIR", help="same as DIRECTORY"
+    )
+    p.add_argument(
+        "-b",
+        "--bind",
+        default=defaults.bind,
+        metavar="ADDRESS",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 or :: for the network)",
+    )
+    p.add_argument(
+        "-p",
+        "--port",
+        type=_port,
+        default=defaults.port,
+        help="TCP port (default 8000; 0 = any free port)",
+    )
+    p.add_argument("--unix", metavar="PATH", help="listen on a Unix domain socket instead of TCP")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this Host name on a loopback bind (repeatable)",
+    )
+    p.add_argument(
+        "--dotfiles",
+        action="store_true",
+        help="serve files whose names start with a dot (never .git)",
+    )
+    p.add_argument(
+        "--follow-symlinks", action="store_true", help="follow links that point out of the folder"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no access log")
+    limits = p.add_argument_group("limits")
+    for flag, kind, help_text in (
+        ("max_connections", int, "connections at once"),
+        ("max_head_bytes", int, "bytes in a request head"),
+        ("max_header_count", int, "header fields in a request"),
+        ("max_body_bytes", int, "bytes of a request body that is read and dropped"),
+        ("head_timeout", float, "seconds for a whole request head to arrive"),
+        ("idle_timeout", float, "seconds a kept-alive connection may wait for its next request"),
+        ("send_timeout", float, "seconds a client may take no bytes of its answer"),
+        ("drain_timeout", float, "seconds in-flight answers get to finish on Ctrl-C"),
+    ):
+        default = getattr(defaults, flag)
+        limits.add_argument(
+            "--" + flag.replace("_", "-"),
+            type=_positive(kind),
+            default=default,
+            metavar="N",
+            help=f"{help_text} (default {default})",
+        )
+    p.add_argument("--version", action="version", version=f"tinyhttp {__version__}")
+    return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}")
+        return value
+
+    return parse
+
+
+def _root(args: argparse.Namespace) -> Path:
+    """The folder to serve, or exit with one line that says what is wrong with it."""
+    given = args.directory_flag or args.directory
+    if given is None:
+        return Path("www") if Path("www").is_dir() else Path(".")
+    path = Path(given)
+    if not path.is_dir():
+        if given.isdigit():  # the http.server habit: `python -m http.server 8080`
+            _fail(f"{given!r} is not a folder; did you mean --port {given}?")
+        _fail(f"{given!r} is not a folder; give the folder to serve, e.g. tinyhttp ./site")
+    if not os.access(path, os.R_OK | os.X_OK):
+        _fail(f"{given!r} is not readable by this user; choose another folder")
+    return path
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"tinyhttp: {message}", file=sys.stderr)
+    raise SystemExit(USAGE)
+
+
+def _raise_open_files_limit() -> None:
+    """Let every connection have its file descriptor: raise the soft limit to the hard one."""
+    try:
+        import resource
+    except ImportError:
+        return  # Windows has no such limit to raise
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        # macOS refuses RLIM_INFINITY; the soft limit then still works.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run tinyhttp with the given arguments; return the exit status."""
+    args = _parser().parse_args(argv)
+    config = Config(
+        root=_root(args),
+        bind=args.bind,
+        port=args.port,
+        unix=args.unix,
+        quiet=args.quiet,
+        dotfiles=args.dotfiles,
+        follow_symlinks=args.follow_symlinks,
+        allow_hosts=tuple(args.allow_host),
+        max_connections=args.max_connections,
+        max_head_bytes=args.max_head_bytes,
+        max_header_count=args.max_header_count,
+        max_body_bytes=args.max_body_bytes,
+        head_timeout=args.head_timeout,
+        idle_timeout=args.idle_timeout,
+        send_timeout=args.send_timeout,
+        drain_timeout=args.drain_timeout,
+    )
+    _raise_open_files_limit()
+    try:
+        server = Server(config)
+    except ListenError as error:
+        _fail(str(error))
+    if config.unix is None and is_wildcard(args.bind):
+        print(
+            "tinyhttp: warning: listening on every interface: anyone on your network "
+            "can read these files",
+            file=sys.stderr,
+        )
+        print(
+            f"Serving {config.root} at {server.url} (Ctrl-C to stop); "
+            "also reachable from the network",
+            flush=True,
+        )
+    else:
+        print(f"Serving {config.root} at {server.url} (Ctrl-C to stop)", flush=True)
+    server.serve()
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

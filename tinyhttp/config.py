@@ -1,0 +1,63 @@
+"""Every knob tinyhttp has, with its default and why that default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LOOPBACK_HOSTS", "Config"]
+
+# The Host values a loopback-bound server answers (DNS-rebinding defence, SPEC §2).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What to serve, where, and within which limits."""
+
+    root: Path = Path(".")
+    bind: str = "127.0.0.1"
+    port: int = 8000
+    unix: str | None = None
+
+    # --- output -----------------------------------------------------------------------
+    quiet: bool = False
+    trace: bool = False
+
+    # --- what may be served (SPEC §3) ---------------------------------------------------
+    dotfiles: bool = False  # .env and .htpasswd are secrets more often than content
+    follow_symlinks: bool = False  # a link out of the root would otherwise leak files
+    allow_hosts: tuple[str, ...] = ()  # extra Host names accepted on a loopback bind
+    index_files: tuple[str, ...] = ("index.html", "index.htm")
+
+    # --- limits (SPEC §9) ---------------------------------------------------------------
+    # Request head: node.js 16 KiB, nginx 8 KiB + 4x8 KiB buffers, tomcat 8 KiB -> 16 KiB.
+    max_head_bytes: int = 16 * 1024
+    # Apache's LimitRequestFields default; real browsers send fewer than 30.
+    max_header_count: int = 100
+    # Absolute, from the first byte: a byte a second must not keep a slowloris alive.
+    head_timeout: float = 10.0
+    # Keep-alive idle: browsers reopen cheaply; nginx's 75 s holds sockets for nothing.
+    idle_timeout: float = 5.0
+    # A client that takes no bytes this long is gone or hostile (slow read).
+    send_timeout: float = 30.0
+    # Bodies on GET are read and dropped; past this the connection is not worth it.
+    max_body_bytes: int = 1024 * 1024
+    # Lingering close (RFC 9112 §9.6): how long and how much to drain before closing.
+    linger_seconds: float = 2.0
+    linger_bytes: int = 1024 * 1024
+    # Well under the usual 1024 soft open-files limit once logs and files are counted.
+    max_connections: int = 1024
+    # Ctrl-C lets in-flight responses finish for this long.
+    drain_timeout: float = 5.0
+
+    # --- speed (DESIGN.md "Keeping it fast") --------------------------------------------
+    # Files up to this size are read and sent with their head in one send().
+    small_file_bytes: int = 64 * 1024
+    # Platform fallbacks, forced on so the tests can run them on Linux too.
+    use_sendfile: bool = True
+
+    def __post_init__(self) -> None:
+        # Containment checks compare real paths, so the root must be one too.
+        object.__setattr__(self, "root", Path(os.path.realpath(self.root)))

@@ -1,0 +1,392 @@
+"""One client: recv() chunks into h11, each request to static.respond(), replies to the outbox."""
+
+from __future__ import annotations
+
+import enum
+import socket
+import time
+import traceback
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import cast
+
+import h11
+
+from . import __version__
+from .config import Config
+from .httpdate import DateClock
+from .log import AccessLog
+from .outbox import FileSlice, Outbox
+from .static import Reply, Request, error_reply, respond
+
+__all__ = ["Connection", "Phase"]
+
+SERVER = f"tinyhttp/{__version__}"
+# h11 sends `HTTP/1.1 200 ` unless told the reason phrase.
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+RECV_BYTES = 64 * 1024
+# Stop taking new requests (and reading) while this much answer waits to go out:
+# a client that pipelines without reading must not make us buffer without bound.
+HIGH_WATER = 256 * 1024
+# The states in which we may still send a response (h11 docs, "error handling").
+_CAN_ANSWER = (h11.IDLE, h11.SEND_RESPONSE)
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its life, beyond what h11 tracks."""
+
+    OPEN = "open"  # serving requests
+    CLOSING = "closing"  # send what is queued, then close
+    LINGERING = "lingering"  # our side is shut; drain the client's leftovers (RFC 9112 §9.6)
+    CLOSED = "closed"  # the server may forget this connection and close its socket
+
+
+class Connection:
+    """The state of one client, driven by the server's readable, writable and timeout events."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        config: Config,
+        log: AccessLog,
+        clock: DateClock,
+        now: float,
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.config = config
+        self.log = log
+        self.clock = clock
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_bytes)
+        self.outbox = Outbox(use_sendfile=config.use_sendfile)
+        self.phase = Phase.OPEN
+        self.opened = now
+        self.idle_since = now  # waiting for a request since
+        self.head_started: float | None = None  # first byte of the request head
+        self.last_recv = now
+        self.last_send = now
+        self.linger_until = 0.0
+        self.linger_left = 0
+        self.body_bytes = 0
+        self.draining = False  # the server is stopping: answer what is in flight, then close
+
+    # --- what the server asks ------------------------------------------------------------
+
+    @property
+    def wants_read(self) -> bool:
+        if self.phase is Phase.LINGERING:
+            return True
+        return (
+            self.phase is Phase.OPEN
+            and not self._must_close()
+            and (self.outbox.pending < HIGH_WATER)
+        )
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self.outbox) and self.phase in (Phase.OPEN, Phase.CLOSING)
+
+    @property
+    def deadline(self) -> float:
+        """When this connection has waited too long, whatever it is waiting for."""
+        if self.phase is Phase.LINGERING:
+            return self.linger_until
+        if self.outbox:
+            return self.last_send + self.config.send_timeout
+        if self.h11.their_state is h11.IDLE:
+            if self.head_started is not None:  # absolute: trickling bytes buys nothing
+                return self.head_started + self.config.head_timeout
+            first = self.idle_since == self.opened
+            return self.idle_since + (
+                self.config.head_timeout if first else self.config.idle_timeout
+            )
+        return self.last_recv + self.config.idle_timeout  # reading a request body
+
+    @property
+    def is_idle(self) -> bool:
+        """Between requests, nothing half-received and nothing to send: cheap to close."""
+        return (
+            self.phase is Phase.OPEN
+            and self.head_started is None
+            and not self.outbox
+            and self.h11.their_state is h11.IDLE
+        )
+
+    @property
+    def is_reading_head(self) -> bool:
+        """A request head has begun to arrive and is not complete yet."""
+        return self.head_started is not None and self.h11.their_state is h11.IDLE
+
+    # --- events --------------------------------------------------------------------------
+
+    def on_readable(self, now: float) -> None:
+        """Bytes (or EOF) arrived: feed them to h11 and answer what is complete."""
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()  # reset by the peer: nobody is left to answer
+            return
+        if self.phase is Phase.LINGERING:
+            self._discard(data)
+            return
+        self.last_recv = now
+        if self.head_started is None and self.h11.their_state is h11.IDLE:
+            self.head_started = now
+        self.h11.receive_data(data)  # b"" tells h11 the client closed its side
+        self._pump(now)
+        self._flush(now)
+
+    def on_writable(self, now: float) -> None:
+        """The socket has room again: send more of what is queued."""
+        self._flush(now)
+
+    def on_timeout(self, now: float) -> None:
+        """The deadline passed: answer 408 to a half-sent head, otherwise just close."""
+        if (
+            self.phase is Phase.OPEN
+            and self.head_started is not None
+            and (self.h11.their_state is h11.IDLE and self.h11.our_state in _CAN_ANSWER)
+        ):
+            self._refuse(408, "The request took too long to arrive.", now)
+            self._flush(now)
+        else:
+            self.close()
+
+    def on_crash(self, error: BaseException, now: float) -> None:
+        """Our bug, not the client's: log it, answer 500 if we still can, and close."""
+        self.log.error(
+            f"error while serving {self.peer}:\n{''.join(traceback.format_exception(error))}"
+        )
+        if self.phase is Phase.OPEN and self.h11.our_state in _CAN_ANSWER:
+            self._answer(error_reply(500, "The server failed; the error is in its log."), None, now)
+            self.phase = Phase.CLOSING
+            self._flush(now)
+        else:
+            self.close()
+
+    def drain(self) -> None:
+        """The server is stopping: close if idle, otherwise answer what is in flight, then close."""
+        self.draining = True
+        if self.is_idle:
+            self.close()
+
+    def close(self) -> None:
+        """Done with this client; the server unregisters and closes the socket."""
+        self.phase = Phase.CLOSED
+        self.outbox.close()
+
+    # --- from h11 events to replies ------------------------------------------------------
+
+    def _pump(self, now: float) -> None:
+        """Drain h11's events until it needs more bytes, or until answers back up."""
+        while self.phase is Phase.OPEN and self.outbox.pending < HIGH_WATER:
+            if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+                self._next_cycle(now)
+            if self._must_close():
+                return  # after `Connection: close`, what follows is not processed
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as error:
+                self._refuse(error.error_status_hint, "The request was malformed.", now)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._on_request(event, now)
+            elif isinstance(event, h11.Data):
+                self._on_body(event)
+
+    def _next_cycle(self, now: float) -> None:
+        # A pipelined request may already sit in h11's buffer; the loop drains it at once,
+        # since no readable event will come for bytes we have already read.
+        self.h11.start_next_cycle()
+        self.head_started = None
+        self.idle_since = now
+        self.body_bytes = 0
+
+    def _on_request(self, event: h11.Request, now: float) -> None:
+        refusal = self._check_request(event)
+        if refusal is not None:
+            status, sentence = refusal
+            self._refuse(status, sentence, now, event)
+            return
+        request = Request(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            headers=_plain_headers(event.headers),
+        )
+        reply = respond(request, self.config)
+        self._answer(reply, event, now, close=self._leaves_body_unread(reply, event))
+
+    def _check_request(self, event: h11.Request) -> tuple[int, str] | None:
+        """What h11 lets through that we must refuse ourselves (SPEC §2)."""
+        # h11 only checks the head size when a head spans several reads; count it here.
+        if _head_bytes(event) > self.config.max_head_bytes:
+            return 431, "The request head is too large."
+        if len(event.headers) > self.config.max_header_count:
+            return 431, "The request has too many header fields."
+        if not event.http_version.startswith(b"1."):
+            # HTTP/2.0, the h2 preface `PRI * HTTP/2.0`, HTTP/3.0 (RFC 9110 §6.2).
+            return 505, "This server speaks HTTP/1.1 only."
+        names = {name for name, _ in event.headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # Two framings: a proxy in front may pick the other one (request smuggling).
+            return 400, "Content-Length and Transfer-Encoding together are not allowed."
+        length = _declared_length(event)
+        if length is not None and length > self.config.max_body_bytes:
+            return 413, "The request body is too large."
+        return None
+
+    def _leaves_body_unread(self, reply: Reply, event: h11.Request) -> bool:
+        """Whether answering now leaves a body we will not read, so we must close after."""
+        if not _has_body(event):
+            return False
+        # A client waiting for `100 Continue` will not send the body after a final answer.
+        return reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
+
+    def _on_body(self, event: h11.Data) -> None:
+        # A body on GET or HEAD means nothing to us; read it and drop it, up to the limit.
+        self.body_bytes += len(event.data)
+        if self.body_bytes > self.config.max_body_bytes:
+            self.phase = Phase.CLOSING  # the answer is already queued; then hang up
+
+    def _refuse(
+        self, status: int, sentence: str, now: float, event: h11.Request | None = None
+    ) -> None:
+        """Answer a client's mistake with an error page and close (h11's error handling)."""
+        if self.h11.our_state in _CAN_ANSWER:
+            self._answer(error_reply(status, sentence), event, now, close=True)
+        self.phase = Phase.CLOSING
+
+    def _answer(
+        self, reply: Reply, event: h11.Request | None, now: float, close: bool = False
+    ) -> None:
+        """Queue the reply: head and small bodies as bytes, large bodies as a file slice."""
+        headers = [
+            ("Date", self.clock.now()),
+            ("Server", SERVER),
+            ("X-Content-Type-Options", "nosniff"),
+            *reply.headers,
+        ]
+        if close or self.draining or self.phase is not Phase.OPEN:
+            headers.append(("Connection", "close"))
+        response = h11.Response(
+            status_code=reply.status, headers=headers, reason=REASONS.get(reply.status, b"")
+        )
+        head = self.h11.send(response)
+        assert head is not None
+        body = reply.body
+        if isinstance(body, FileSlice):
+            self.outbox.write(head)
+            # h11 counts the slice's len() against Content-Length; the outbox sends it.
+            self.h11.send_with_data_passthrough(h11.Data(data=cast(bytes, body)))
+            self.outbox.add_file(body)
+            self.h11.send(h11.EndOfMessage())
+        else:
+            data = self.h11.send(h11.Data(data=body)) if body else b""
+            self.outbox.write(head + (data or b"") + (self.h11.send(h11.EndOfMessage()) or b""))
+        self.last_send = now
+        self._log(reply, event, now)
+
+    def _log(self, reply: Reply, event: h11.Request | None, now: float) -> None:
+        if event is None:
+            self.log.response(self.peer, "-", reply.status, len(reply.body), "", "", 0.0)
+            return
+        line = b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)
+        headers = event.headers
+        self.log.response(
+            self.peer,
+            line.decode("latin-1"),
+            reply.status,
+            len(reply.body),
+            _header(headers, b"referer"),
+            _header(headers, b"user-agent"),
+            time.monotonic() - (self.head_started if self.head_started is not None else now),
+        )
+
+    # --- sending and closing -------------------------------------------------------------
+
+    def _flush(self, now: float) -> None:
+        """Send what the socket takes; when all is sent, take the next request or close."""
+        while self.phase in (Phase.OPEN, Phase.CLOSING):
+            try:
+                sent = self.outbox.flush(self.sock)
+            except OSError:
+                # The client hung up (EPIPE, ECONNRESET), or a file shrank mid-send so the
+                # promised Content-Length can no longer be kept: either way, close.
+                self.close()
+                return
+            if sent:
+                self.last_send = now
+            if self.outbox:
+                return  # the socket is full; the server waits for it to become writable
+            if self.phase is Phase.CLOSING or self._must_close():
+                self._linger(now)
+                return
+            self._pump(now)  # requests held back while the outbox was full
+            if not self.outbox:
+                return
+
+    def _must_close(self) -> bool:
+        return self.h11.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+
+    def _linger(self, now: float) -> None:
+        """Shut our side, then drain the client's leftovers so it reads our answer, not a reset."""
+        if self.h11.their_state is h11.CLOSED:
+            self.close()  # the client already hung up: nothing is left to drain
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.phase = Phase.LINGERING
+        self.linger_until = now + self.config.linger_seconds
+        self.linger_left = self.config.linger_bytes
+
+    def _discard(self, data: bytes) -> None:
+        self.linger_left -= len(data)
+        if not data or self.linger_left <= 0:
+            self.close()
+
+
+def _plain_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names lower-case, values as text; repeated fields joined (RFC 9110 §5.3)."""
+    plain: dict[str, str] = {}
+    for name, value in headers:
+        key = name.decode("ascii")
+        text = value.decode("latin-1")
+        plain[key] = f"{plain[key]}, {text}" if key in plain else text
+    return plain
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> str:
+    for name, value in headers:
+        if name == wanted:
+            return value.decode("latin-1")
+    return ""
+
+
+def _declared_length(event: h11.Request) -> int | None:
+    for name, value in event.headers:
+        if name == b"content-length":
+            # h11 has checked it is digits; int() of over 4,300 digits would raise.
+            return int(value) if len(value) < 19 else 10**19
+    return None
+
+
+def _has_body(event: h11.Request) -> bool:
+    """Whether a body follows the head (RFC 9112 §6.3: only these two headers say so)."""
+    length = _declared_length(event)
+    if length is not None:
+        return length > 0
+    return any(name == b"transfer-encoding" for name, _ in event.headers)
+
+
+def _head_bytes(event: h11.Request) -> int:
+    """The head's size as sent in canonical form: `name: value\r\n` per field."""
+    line = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n")
+    return line + sum(len(name) + len(value) + 4 for name, value in event.headers) + 2

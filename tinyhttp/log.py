@@ -1,0 +1,60 @@
+"""The access log: one escaped Combined Log Format line per response, on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+__all__ = ["AccessLog", "escape"]
+
+# Everything a client could use to forge a log line or drive a terminal: control
+# characters (newline, ESC, and the C1 set such as 0x9b, a one-byte ESC [), the quote that
+# ends a field, and the escape character itself. Request text arrives as latin-1, so
+# every other byte above 0x7e is escaped too, and the log shows exactly what was sent.
+_UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x22, 0x5C, *range(0x7F, 0x100)]}
+
+
+def escape(text: str) -> str:
+    """`text` with control characters, quotes and backslashes written as `\\xHH`."""
+    return text.translate(_UNSAFE)
+
+
+class AccessLog:
+    """Writes `peer - - [time] "request" status bytes "referer" "agent" 1.2ms` lines."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self._second = -1
+        self._stamp = ""
+
+    def response(
+        self,
+        peer: str,
+        request_line: str,
+        status: int,
+        size: int,
+        referer: str,
+        user_agent: str,
+        seconds: float,
+    ) -> None:
+        """Log one answered request; `request_line` is exactly what the client sent."""
+        if self.quiet:
+            return
+        self.stream.write(
+            f'{peer} - - [{self._timestamp()}] "{escape(request_line)}" {status} {size} '
+            f'"{escape(referer) or "-"}" "{escape(user_agent) or "-"}" {seconds * 1000:.2f}ms\n'
+        )
+
+    def error(self, text: str) -> None:
+        """Something went wrong on our side; shown even with --quiet."""
+        self.stream.write(text.rstrip("\n") + "\n")
+
+    def _timestamp(self) -> str:
+        # strftime per request shows up in a profile; the stamp changes once a second.
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+        return self._stamp

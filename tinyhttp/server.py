@@ -1,0 +1,269 @@
+"""The event loop: one selector waits on every socket and calls back whoever is ready."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import itertools
+import os
+import selectors
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from types import FrameType
+
+from .config import Config
+from .connection import Connection, Phase
+from .httpdate import DateClock
+from .listen import open_listener, url_for
+from .log import AccessLog
+
+__all__ = ["Server"]
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+# accept() several connections per wake-up: a burst of connects then costs one select().
+ACCEPT_BATCH = 64
+# When accept() fails for lack of file descriptors, stop accepting this long: under a
+# level-triggered selector the listener stays readable and the loop would spin at 100 % CPU.
+ACCEPT_BACKOFF = 0.1
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+@dataclass
+class _Slot:
+    """What the selector and the deadline heap currently hold for one connection."""
+
+    events: int
+    deadline: float = float("inf")  # the connection's earliest entry in the heap
+
+
+class Server:
+    """Listens, accepts, and runs every connection from one selector loop."""
+
+    def __init__(self, config: Config, log: AccessLog | None = None) -> None:
+        self.listener = open_listener(config.bind, config.port, config.unix)
+        self.url = url_for(self.listener)
+        if config.unix is None:
+            # Keep the address really bound (a host name resolved, port 0 made real), so the
+            # Host check knows whether we are on loopback.
+            host, port = self.listener.getsockname()[:2]
+            config = replace(config, bind=host, port=port)
+        self.config = config
+        self.log = log if log is not None else AccessLog(quiet=config.quiet)
+        self.clock = DateClock()
+        self.selector = selectors.DefaultSelector()
+        self.clients: dict[Connection, _Slot] = {}
+        self.deadlines: list[tuple[float, int, Connection]] = []
+        self._ticket = itertools.count()  # heap tie-breaker: connections are not orderable
+        self._accepting_again_at: float | None = None  # set while accept() is paused
+        self._stop_requested = False
+        self._drain_until: float | None = None
+        # Signals and stop() wake select() through this pair (PEP 475 would otherwise
+        # resume a select() with no timeout as if nothing happened).
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self.selector.register(self.listener, READ, self._accept)
+        self.selector.register(self._wake_reader, READ, self._wake)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Run until stopped, then let in-flight responses finish and close everything."""
+        self._catch_signals()
+        try:
+            while not self._finished():
+                for key, mask in self.selector.select(self._timeout()):
+                    key.data(mask)  # _accept, _wake, or one client's _serve
+                self._tick(time.monotonic())
+        finally:
+            self._close_all()
+
+    def stop(self) -> None:
+        """Ask the loop to drain and return; safe from another thread or a signal handler."""
+        self._stop_requested = True
+        # If the wake-up pipe is full or closed, the loop is waking anyway.
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
+
+    def _finished(self) -> bool:
+        if self._drain_until is None:
+            return False
+        return not self.clients or time.monotonic() >= self._drain_until
+
+    def _timeout(self) -> float | None:
+        """How long select() may sleep: until the nearest deadline, or forever."""
+        times = [t for t in (self._accepting_again_at, self._drain_until) if t is not None]
+        if self.deadlines:
+            times.append(self.deadlines[0][0])
+        if not times:
+            return None
+        return max(0.0, min(times) - time.monotonic())
+
+    def _tick(self, now: float) -> None:
+        """Run whatever is due: expired deadlines, and accepting again after a pause."""
+        while self.deadlines and self.deadlines[0][0] <= now:
+            when, _, conn = heapq.heappop(self.deadlines)
+            slot = self.clients.get(conn)
+            if slot is None or slot.deadline != when:
+                continue  # the connection is gone, or this entry was superseded
+            slot.deadline = float("inf")
+            if conn.deadline <= now:
+                self._guarded(conn, partial(conn.on_timeout, now), now)
+            else:
+                self._settle(conn)  # it moved later: one new entry, at the real deadline
+        if self._accepting_again_at is not None and now >= self._accepting_again_at:
+            self._resume_accepting()
+
+    # --- accepting -----------------------------------------------------------------------
+
+    def _accept(self, mask: int) -> None:
+        now = time.monotonic()
+        for _ in range(ACCEPT_BATCH):
+            if len(self.clients) >= self.config.max_connections and not self._make_room():
+                self._pause_accepting(None)  # full: resume when a connection closes
+                return
+            try:
+                sock, address = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as error:
+                if error.errno in _OUT_OF_FDS:
+                    self._pause_accepting(now + ACCEPT_BACKOFF)
+                    return
+                continue  # ECONNABORTED and friends: that client is already gone
+            self._add_client(sock, address, now)
+
+    def _add_client(self, sock: socket.socket, address: object, now: float) -> None:
+        sock.setblocking(False)
+        if sock.family != getattr(socket, "AF_UNIX", None):
+            # We write whole responses at once; Nagle's algorithm would only delay them.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = address[0] if isinstance(address, tuple) else "unix"
+        conn = Connection(sock, peer, self.config, self.log, self.clock, now)
+        self.clients[conn] = _Slot(READ)
+        self.selector.register(sock, READ, partial(self._serve, conn))
+        self._settle(conn)
+
+    def _make_room(self) -> bool:
+        """At the connection limit: close an idle keep-alive connection, else the oldest
+        one still sending its head. False if every connection is busy being served."""
+        idle = next((c for c in self.clients if c.is_idle), None)
+        if idle is None:
+            heads = [c for c in self.clients if c.is_reading_head]
+            idle = min(heads, key=lambda c: c.head_started or 0.0, default=None)
+        if idle is None:
+            return False
+        idle.close()
+        self._forget(idle)
+        return True
+
+    def _pause_accepting(self, until: float | None) -> None:
+        if self._accepting_again_at is None and self.listener.fileno() != -1:
+            self.selector.unregister(self.listener)
+        self._accepting_again_at = until if until is not None else float("inf")
+
+    def _resume_accepting(self) -> None:
+        self._accepting_again_at = None
+        if self._drain_until is None:
+            self.selector.register(self.listener, READ, self._accept)
+
+    # --- serving clients -----------------------------------------------------------------
+
+    def _serve(self, conn: Connection, mask: int) -> None:
+        now = time.monotonic()
+        if mask & READ:
+            self._guarded(conn, partial(conn.on_readable, now), now)
+        if mask & WRITE and conn.phase is not Phase.CLOSED:
+            self._guarded(conn, partial(conn.on_writable, now), now)
+
+    def _guarded(self, conn: Connection, action: partial[None], now: float) -> None:
+        try:
+            action()
+        except Exception as error:  # the one top-level guard: one bad connection never
+            try:  # takes the loop, and everyone else on it, down with it (SPEC §9)
+                conn.on_crash(error, now)
+            except Exception:
+                conn.close()
+        self._settle(conn)
+
+    def _settle(self, conn: Connection) -> None:
+        """Bring the selector and the deadline heap up to date with the connection."""
+        if self._drain_until is not None:
+            conn.drain()  # stopping: close it if idle, else after this answer
+        if conn.phase is Phase.CLOSED:
+            self._forget(conn)
+            return
+        slot = self.clients[conn]
+        # Ask the kernel to change interest only when it changes: it is a system call.
+        events = (READ if conn.wants_read else 0) | (WRITE if conn.wants_write else 0)
+        if events and events != slot.events:
+            self.selector.modify(conn.sock, events, partial(self._serve, conn))
+            slot.events = events
+        # Deadlines move later with every request; rather than a heap entry per move, keep
+        # one entry per connection and re-check it when it comes due (see _tick).
+        deadline = conn.deadline
+        if deadline < slot.deadline:
+            slot.deadline = deadline
+            heapq.heappush(self.deadlines, (deadline, next(self._ticket), conn))
+
+    def _forget(self, conn: Connection) -> None:
+        if self.clients.pop(conn, None) is None:
+            return
+        self.selector.unregister(conn.sock)
+        conn.sock.close()
+        if self._accepting_again_at == float("inf"):
+            self._resume_accepting()  # a place is free again
+
+    # --- stopping ------------------------------------------------------------------------
+
+    def _wake(self, mask: int) -> None:
+        try:
+            while self._wake_reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        if self._stop_requested and self._drain_until is None:
+            self._begin_drain()
+
+    def _begin_drain(self) -> None:
+        """Stop accepting; close idle connections; let the others finish their answer."""
+        now = time.monotonic()
+        self._drain_until = now + self.config.drain_timeout
+        if self._accepting_again_at is None:
+            self.selector.unregister(self.listener)
+        self._accepting_again_at = None
+        self.listener.close()
+        for conn in list(self.clients):
+            self._settle(conn)
+
+    def _catch_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may handle signals (tests run servers in threads)
+        signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
+        for name in ("SIGINT", "SIGTERM"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_requested:
+            os._exit(130)  # a second Ctrl-C: the user does not want to wait for the drain
+        self._stop_requested = True  # set_wakeup_fd has already woken select()
+
+    def _close_all(self) -> None:
+        for conn in list(self.clients):
+            conn.close()
+            self._forget(conn)
+        if self.listener.fileno() != -1:
+            self.listener.close()
+        if self.config.unix is not None and os.path.exists(self.config.unix):
+            os.unlink(self.config.unix)
+        if threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(-1)
+        self.selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
