@@ -169,7 +169,9 @@ def test_options_star_is_204_with_allow(server: Running) -> None:
 
 def test_directory_redirect_never_leaves_the_site(server: Running) -> None:
     # CPython gh-87389: a `//host/..` target must not become `Location: //host/...`.
-    response = exchange(server, b"GET //evil.example/%2e%2e/sub?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    response = exchange(
+        server, b"GET //evil.example/%2e%2e/sub?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
     assert response.status == 301
     assert response.headers["location"] == "/sub/?x=1"
 
@@ -265,7 +267,9 @@ def test_missing_host_on_1_1_is_400(server: Running) -> None:
 
 def test_small_body_on_get_is_read_and_dropped(server: Running) -> None:
     with server.connect() as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello" + GET_INDEX)
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello" + GET_INDEX
+        )
         reader = Reader(sock)
         assert reader.response().body == INDEX
         assert reader.response().body == INDEX  # the body was not taken for a request

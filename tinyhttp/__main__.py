@@ -66,6 +66,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--follow-symlinks", action="store_true", help="follow links that point out of the folder"
     )
+    p.add_argument("--no-listing", action="store_true", help="404 for folders without an index")
+    p.add_argument(
+        "--max-age",
+        type=_seconds,
+        metavar="N",
+        help="let caches keep files N seconds (default: no-cache, always revalidate)",
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        metavar="'NAME: VALUE'",
+        help="add a header to every answer (repeatable)",
+    )
+    p.add_argument("--cors", action="store_true", help="let scripts on any origin read the files")
+    p.add_argument("--cors-origin", metavar="ORIGIN", help="let scripts on ORIGIN read the files")
+    p.add_argument(
+        "--spa",
+        action="store_true",
+        help="answer unknown extension-less paths with /index.html (client-side routes)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     limits = p.add_argument_group("limits")
     for flag, kind, help_text in (
@@ -94,6 +116,22 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit() or len(text) > 10:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, not {text!r}")
+    return int(text)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not name or any(not (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', not {text!r}")
+    if not value.isascii() or any(c < " " or c == "\x7f" for c in value):
+        raise argparse.ArgumentTypeError(f"the value of {name} must be printable ASCII")
+    return name, value
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -162,12 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout=args.idle_timeout,
         send_timeout=args.send_timeout,
         drain_timeout=args.drain_timeout,
+        listing=not args.no_listing,
+        max_age=args.max_age,
+        extra_headers=tuple(args.header),
+        cors_origin=args.cors_origin or ("*" if args.cors else None),
+        spa=args.spa,
     )
     _raise_open_files_limit()
     try:
         server = Server(config)
     except ListenError as error:
         _fail(str(error))
+    server.catch_signals()  # before the first line: a script may signal as soon as it sees it
     if config.unix is None and is_wildcard(args.bind):
         print(
             "tinyhttp: warning: listening on every interface: anyone on your network "

@@ -30,6 +30,14 @@ class Config:
     follow_symlinks: bool = False  # a link out of the root would otherwise leak files
     allow_hosts: tuple[str, ...] = ()  # extra Host names accepted on a loopback bind
     index_files: tuple[str, ...] = ("index.html", "index.htm")
+    listing: bool = True  # a folder without an index shows its files, as a dev server should
+
+    # --- what answers carry (SPEC §5) ---------------------------------------------------
+    # None -> `no-cache`: browsers revalidate, so an edit shows on the next reload.
+    max_age: int | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()  # --header 'Name: value'
+    cors_origin: str | None = None  # --cors is "*"; never sent with credentials
+    spa: bool = False  # unknown extension-less paths get /index.html (client-side routes)
 
     # --- limits (SPEC §9) ---------------------------------------------------------------
     # Request head: node.js 16 KiB, nginx 8 KiB + 4x8 KiB buffers, tomcat 8 KiB -> 16 KiB.

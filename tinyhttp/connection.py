@@ -276,24 +276,21 @@ class Connection:
         response = h11.Response(
             status_code=reply.status, headers=headers, reason=REASONS.get(reply.status, b"")
         )
-        head = self.h11.send(response)
-        assert head is not None
-        body = reply.body
-        if isinstance(body, FileSlice):
-            self.outbox.write(head)
-            # h11 counts the slice's len() against Content-Length; the outbox sends it.
-            self.h11.send_with_data_passthrough(h11.Data(data=cast(bytes, body)))
-            self.outbox.add_file(body)
-            self.h11.send(h11.EndOfMessage())
-        else:
-            data = self.h11.send(h11.Data(data=body)) if body else b""
-            self.outbox.write(head + (data or b"") + (self.h11.send(h11.EndOfMessage()) or b""))
+        self.outbox.write(self.h11.send(response) or b"")
+        for piece in reply.pieces:
+            if isinstance(piece, FileSlice):
+                # h11 counts the slice's len() against Content-Length; the outbox sends it.
+                self.h11.send_with_data_passthrough(h11.Data(data=cast(bytes, piece)))
+                self.outbox.add_file(piece)
+            elif piece:
+                self.outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
+        self.outbox.write(self.h11.send(h11.EndOfMessage()) or b"")
         self.last_send = now
         self._log(reply, event, now)
 
     def _log(self, reply: Reply, event: h11.Request | None, now: float) -> None:
         if event is None:
-            self.log.response(self.peer, "-", reply.status, len(reply.body), "", "", 0.0)
+            self.log.response(self.peer, "-", reply.status, reply.length, "", "", 0.0)
             return
         line = b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)
         headers = event.headers
@@ -301,7 +298,7 @@ class Connection:
             self.peer,
             line.decode("latin-1"),
             reply.status,
-            len(reply.body),
+            reply.length,
             _header(headers, b"referer"),
             _header(headers, b"user-agent"),
             time.monotonic() - (self.head_started if self.head_started is not None else now),

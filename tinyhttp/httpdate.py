@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 __all__ = ["DateClock", "format_http_date", "parse_http_date"]
@@ -26,9 +27,12 @@ def format_http_date(timestamp: float) -> str:
 def parse_http_date(text: str) -> int | None:
     """Seconds since the epoch for any of the three HTTP date forms, or None if unparsable."""
     try:
-        return int(parsedate_to_datetime(text).timestamp())
+        moment = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if moment.tzinfo is None:  # the asctime form has no zone; HTTP dates are all GMT
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp())
 
 
 class DateClock:

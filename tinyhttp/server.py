@@ -10,7 +10,6 @@ import os
 import selectors
 import signal
 import socket
-import threading
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -62,6 +61,7 @@ class Server:
         self._accepting_again_at: float | None = None  # set while accept() is paused
         self._stop_requested = False
         self._drain_until: float | None = None
+        self._signals_caught = False
         # Signals and stop() wake select() through this pair (PEP 475 would otherwise
         # resume a select() with no timeout as if nothing happened).
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -74,7 +74,6 @@ class Server:
 
     def serve(self) -> None:
         """Run until stopped, then let in-flight responses finish and close everything."""
-        self._catch_signals()
         try:
             while not self._finished():
                 for key, mask in self.selector.select(self._timeout()):
@@ -241,9 +240,9 @@ class Server:
         for conn in list(self.clients):
             self._settle(conn)
 
-    def _catch_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may handle signals (tests run servers in threads)
+    def catch_signals(self) -> None:
+        """Make Ctrl-C and SIGTERM drain and stop the loop (call from the main thread)."""
+        self._signals_caught = True
         signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
         for name in ("SIGINT", "SIGTERM"):
             if hasattr(signal, name):
@@ -262,7 +261,7 @@ class Server:
             self.listener.close()
         if self.config.unix is not None and os.path.exists(self.config.unix):
             os.unlink(self.config.unix)
-        if threading.current_thread() is threading.main_thread():
+        if self._signals_caught:
             signal.set_wakeup_fd(-1)
         self.selector.close()
         self._wake_reader.close()

@@ -6,12 +6,14 @@ import errno
 import html
 import ipaddress
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
+from . import conditional, listing, negotiate, ranges
 from .config import LOOPBACK_HOSTS, Config
 from .httpdate import format_http_date
 from .mime import content_type
@@ -36,6 +38,12 @@ _KNOWN_METHODS = {"POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE"}
 _PCHAR_SAFE = "!$&'()*+,;=:@~"
 _QUERY_SAFE = _PCHAR_SAFE + "/?%"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+# Precompressed siblings, in order of preference: brotli is the smaller of the two.
+_CODINGS = (("br", ".br"), ("gzip", ".gz"))
+# Response headers a cross-origin script may read beyond the CORS-safelisted ones.
+_CORS_EXPOSE = "Content-Range, Content-Encoding, Accept-Ranges, ETag"
+
+Body = bytes | FileSlice | list[bytes | FileSlice]
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,23 @@ class Reply:
 
     status: int
     headers: list[tuple[str, str]]
-    body: bytes | FileSlice = b""
+    body: Body = b""
+
+    @property
+    def pieces(self) -> list[bytes | FileSlice]:
+        """The body as a list of bytes and file slices."""
+        return self.body if isinstance(self.body, list) else [self.body]
+
+    @property
+    def length(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
 
     def close(self) -> None:
-        """Release the file this reply holds open, if it holds one and will not be sent."""
-        if isinstance(self.body, FileSlice):
-            os.close(self.body.fd)
+        """Release the files this reply holds open, when it will not be sent."""
+        for piece in self.pieces:
+            if isinstance(piece, FileSlice):
+                os.close(piece.fd)
+        self.body = b""
 
 
 class Refusal(Exception):
@@ -76,9 +95,11 @@ def respond(request: Request, config: Config) -> Reply:
         reply = _respond(request, config)
     except Refusal as refusal:
         reply = error_reply(refusal.status, refusal.sentence)
+    if reply.status == 404 and request.method in ("GET", "HEAD"):
+        reply = _custom_404(config) or reply
+    _add_configured_headers(reply, config)
     if request.method == "HEAD":
         reply.close()  # HEAD repeats GET's headers, Content-Length included, but no body
-        reply.body = b""
     return reply
 
 
@@ -93,12 +114,19 @@ def _respond(request: Request, config: Config) -> Reply:
     if method == "OPTIONS":
         if request.target != "*":
             parse_target(request.target)
-        return Reply(204, [("Allow", ALLOW)])
+        return _options(request, config)
     if method not in ("GET", "HEAD"):
         return _method_refusal(method)
     path, query = parse_target(request.target)
     segments = split_path(path)
-    return _serve(segments, path.endswith("/"), query, config)
+    try:
+        return _serve(request, segments, path.endswith("/"), query, config)
+    except Refusal as refusal:
+        if refusal.status == 404 and _wants_app_shell(request, segments, config):
+            reply = _serve(request, [], True, "", config)
+            _add_vary(reply, "Accept")
+            return reply
+        raise
 
 
 def _method_refusal(method: str) -> Reply:
@@ -107,6 +135,70 @@ def _method_refusal(method: str) -> Reply:
         reply.headers.append(("Allow", ALLOW))
         return reply
     return error_reply(501, "This server does not know that method.")
+
+
+def _options(request: Request, config: Config) -> Reply:
+    """OPTIONS: what we allow; with --cors, the answer to a browser's preflight too."""
+    reply = Reply(204, [("Allow", ALLOW)])
+    preflight = "origin" in request.headers and "access-control-request-method" in request.headers
+    if config.cors_origin is not None and preflight:
+        reply.headers.append(("Access-Control-Allow-Methods", ALLOW))
+        wanted = request.headers.get("access-control-request-headers", "")
+        if wanted and all(_is_token(h.strip()) for h in wanted.split(",")):
+            reply.headers.append(("Access-Control-Allow-Headers", wanted))
+        reply.headers.append(("Access-Control-Max-Age", "86400"))
+    return reply
+
+
+def _is_token(text: str) -> bool:
+    """An RFC 9110 §5.6.2 token: safe to reflect in a header."""
+    return bool(text) and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in text)
+
+
+def _wants_app_shell(request: Request, segments: list[str], config: Config) -> bool:
+    """--spa: a browser navigating to a client-side route (no file, no extension)."""
+    if not config.spa or (segments and "." in segments[-1]):
+        return False
+    return negotiate.accepts_html(request.headers.get("accept"))
+
+
+def _custom_404(config: Config) -> Reply | None:
+    """The site's own 404.html, if it has one, as the body of every 404."""
+    try:
+        fd, info, _ = _open_inside(["404.html"], config)
+    except Refusal:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as page:
+        body = page.read(config.small_file_bytes)
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+    ]
+    return Reply(404, headers, body)
+
+
+def _add_configured_headers(reply: Reply, config: Config) -> None:
+    """--header, and --cors (never with credentials: a wildcard must not carry cookies)."""
+    reply.headers.extend(config.extra_headers)
+    if config.cors_origin is None:
+        return
+    reply.headers.append(("Access-Control-Allow-Origin", config.cors_origin))
+    reply.headers.append(("Access-Control-Expose-Headers", _CORS_EXPOSE))
+    if config.cors_origin != "*":
+        _add_vary(reply, "Origin")  # a cache must not hand this answer to another origin
+
+
+def _add_vary(reply: Reply, name: str) -> None:
+    """Add a name to the one Vary header, creating it if needed."""
+    for i, (header, value) in enumerate(reply.headers):
+        if header == "Vary":
+            reply.headers[i] = (header, f"{value}, {name}")
+            return
+    reply.headers.append(("Vary", name))
 
 
 # --- the Host check ------------------------------------------------------------------------
@@ -121,8 +213,9 @@ def host_allowed(request: Request, config: Config) -> bool:
     if not _bound_to_loopback(config):
         return True
     names = [request.headers.get("host", "")]
-    if request.target.lower().startswith("http://"):
-        names.append(request.target[7:].partition("/")[0])  # absolute-form carries one too
+    scheme, separator, rest = request.target.partition("://")
+    if separator and scheme.lower() in ("http", "https"):
+        names.append(rest.partition("/")[0])  # absolute-form carries a host name too
     return all(_allowed_name(name, config) for name in names if name)
 
 
@@ -161,7 +254,8 @@ def parse_target(target: str) -> tuple[str, str]:
         path = unquote_to_bytes(raw_path.encode("latin-1")).decode("utf-8")
     except UnicodeDecodeError:
         raise Refusal(400, "The path is not valid UTF-8.") from None
-    if any(c < " " or c in "\\\x7f" for c in path):
+    # C0, DEL and C1 (U+0080..U+009F: U+009B is a one-character terminal escape).
+    if any(c < " " or c == "\\" or "\x7f" <= c <= "\x9f" for c in path):
         raise Refusal(400, "The path holds a control character or a backslash.")
     return path, query
 
@@ -192,11 +286,14 @@ def _url_path(segments: list[str], query: str, slash: bool) -> str:
 # --- from segments to a file ---------------------------------------------------------------
 
 
-def _serve(segments: list[str], slash: bool, query: str, config: Config) -> Reply:
+def _serve(request: Request, segments: list[str], slash: bool, query: str, config: Config) -> Reply:
     _check_hidden(segments, config)
-    fd, info = _open_inside(segments, config)
+    fd, info, real = _open_inside(segments, config)
+    if stat.S_ISREG(info.st_mode) and slash:
+        os.close(fd)  # `/file.txt/` names a folder that is not there (ENOTDIR), as in nginx
+        raise Refusal(404, "No such folder.")
     if stat.S_ISREG(info.st_mode):
-        return _file_reply(fd, info, segments[-1] if segments else "", config)
+        return _file_reply(request, _File.open(fd, info, real, segments), config)
     os.close(fd)  # a directory: only its name mattered
     if not slash and segments:
         # CPython gh-87389: build the Location from the normalised path, never from the
@@ -204,26 +301,34 @@ def _serve(segments: list[str], slash: bool, query: str, config: Config) -> Repl
         return _redirect(_url_path(segments, query, slash=True))
     for name in config.index_files:
         try:
-            fd, info = _open_inside([*segments, name], config)
+            fd, info, index = _open_inside([*segments, name], config)
         except Refusal:
             continue
         if stat.S_ISREG(info.st_mode):
-            return _file_reply(fd, info, name, config)
+            return _file_reply(request, _File.open(fd, info, index, [name]), config)
         os.close(fd)
-    raise Refusal(404, "This folder has no index file.")
+    if not config.listing:
+        raise Refusal(404, "This folder has no index file.")
+    return _listing(request, segments, real, config)
 
 
 def _check_hidden(segments: list[str], config: Config) -> None:
     for position, segment in enumerate(segments):
-        if segment == ".git":
-            raise Refusal(404, "No such file.")  # never, not even with --dotfiles
-        well_known = position == 0 and segment == ".well-known"  # RFC 8615
-        if segment.startswith(".") and not config.dotfiles and not well_known:
+        if not _visible(segment, config, top=position == 0):
             raise Refusal(404, "No such file.")
 
 
-def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_result]:
-    """Open the file the segments name, only if it really lies inside the root."""
+def _visible(name: str, config: Config, top: bool) -> bool:
+    """Dotfiles (.env, .htpasswd) are secrets more often than content; .git always is."""
+    if name == ".git":
+        return False
+    well_known = top and name == ".well-known"  # RFC 8615
+    return not name.startswith(".") or config.dotfiles or well_known
+
+
+def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_result, str]:
+    """Open what the segments name, only if it really lies inside the root; return its
+    descriptor, its fstat() and its real path."""
     root = str(config.root)
     candidate = os.path.join(root, *segments)  # segments hold no '/' and no NUL
     try:
@@ -238,7 +343,7 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         os.close(fd)  # FIFO, socket or device: never served
         raise Refusal(404, "No such file.")
-    return fd, info
+    return fd, info, real
 
 
 def _inside(root: str, real: str) -> bool:
@@ -256,23 +361,218 @@ def _refusal_for(error: OSError) -> Refusal:
     return Refusal(404, "No such file.")
 
 
-def _file_reply(fd: int, info: os.stat_result, name: str, config: Config) -> Reply:
+# --- a file's representation: coding, validators, conditions, ranges -------------------------
+
+
+@dataclass
+class _File:
+    """An open regular file and the validators its headers will carry."""
+
+    fd: int
+    size: int
+    mtime_ns: int
+    real: str
+    name: str  # the name the client asked for: it decides the Content-Type
+    coding: str | None = None  # "br" or "gzip" when a precompressed sibling stands in
+
+    @classmethod
+    def open(cls, fd: int, info: os.stat_result, real: str, segments: list[str]) -> _File:
+        return cls(fd, info.st_size, info.st_mtime_ns, real, segments[-1] if segments else "")
+
+    @property
+    def etag(self) -> str:
+        # Strong, and the same on every host serving the same file version (SPEC §5);
+        # each coding is a different representation, so it has its own tag.
+        suffix = f"-{self.coding}" if self.coding else ""
+        return f'"{self.size:x}-{self.mtime_ns:x}{suffix}"'
+
+    @property
+    def modified(self) -> int:
+        return self.mtime_ns // 1_000_000_000  # HTTP dates have whole seconds
+
+
+def _file_reply(request: Request, original: _File, config: Config) -> Reply:
+    file, has_siblings = _choose_coding(request, original, config)
+    headers = _file_headers(file, config)
+    if has_siblings:
+        headers.append(("Vary", "Accept-Encoding"))
+    decision = conditional.evaluate(request.method, request.headers, file.etag, file.modified)
+    if decision is not None:
+        os.close(file.fd)
+        return _unchanged(headers) if decision == 304 else _precondition_failed()
+    if request.method == "GET" and "range" in request.headers:
+        return _ranged(request, file, headers, config)
+    return _whole(file, headers, config)
+
+
+def _choose_coding(request: Request, file: _File, config: Config) -> tuple[_File, bool]:
+    """The file itself, or its .br/.gz sibling when the client accepts that coding."""
+    accept = request.headers.get("accept-encoding")
+    has_siblings = False
+    chosen = file
+    for coding, suffix in _CODINGS:
+        sibling = _sibling(file, suffix, config)
+        if sibling is None:
+            continue
+        has_siblings = True
+        if chosen is file and negotiate.accepts_coding(accept, coding):
+            chosen = _File(
+                sibling[0], sibling[1].st_size, sibling[1].st_mtime_ns, file.real, file.name, coding
+            )
+        else:
+            os.close(sibling[0])
+    if chosen is not file:
+        os.close(file.fd)
+    return chosen, has_siblings
+
+
+def _sibling(file: _File, suffix: str, config: Config) -> tuple[int, os.stat_result] | None:
+    """An up-to-date precompressed sibling (`name.br`), opened; None if there is none."""
+    # O_NOFOLLOW: the sibling stands in the original's real folder, so refusing links
+    # keeps it inside the root without another realpath().
+    flags = _OPEN_FLAGS | (0 if config.follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(file.real + suffix, flags)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns < file.mtime_ns:
+        os.close(fd)  # a stale sibling would serve yesterday's bytes
+        return None
+    return fd, info
+
+
+def _file_headers(file: _File, config: Config) -> list[tuple[str, str]]:
     headers = [
-        ("Content-Type", content_type(name)),
-        ("Content-Length", str(info.st_size)),
-        ("Last-Modified", format_http_date(info.st_mtime)),
-        # Strong, and the same on every host serving the same file version (SPEC §5).
-        ("ETag", f'"{info.st_size:x}-{info.st_mtime_ns:x}"'),
-        # Browsers revalidate every time: an edit shows on reload, a hit costs a 304.
-        ("Cache-Control", "no-cache"),
+        ("Content-Type", content_type(file.name)),
+        ("Content-Length", str(file.size)),
+        ("Last-Modified", format_http_date(file.modified)),
+        ("ETag", file.etag),
+        ("Accept-Ranges", "bytes"),
+        ("Cache-Control", _cache_control(config)),
     ]
-    if info.st_size > config.small_file_bytes:
-        return Reply(200, headers, FileSlice(fd, 0, info.st_size))
-    with os.fdopen(fd, "rb") as file:
-        body = file.read(info.st_size)  # a file that grew is cut at the size we promise
-    if len(body) != info.st_size:
-        headers[1] = ("Content-Length", str(len(body)))  # it shrank between fstat and read
+    if file.coding:
+        headers.insert(1, ("Content-Encoding", file.coding))
+    return headers
+
+
+def _cache_control(config: Config) -> str:
+    if config.max_age is not None:
+        return f"public, max-age={config.max_age}"
+    # Browsers revalidate every time: an edit shows on reload, a hit costs a 304.
+    return "no-cache"
+
+
+def _unchanged(headers: list[tuple[str, str]]) -> Reply:
+    """304: the validators and caching headers of the 200, no body (RFC 9110 §15.4.5)."""
+    kept = ("ETag", "Last-Modified", "Cache-Control", "Vary")
+    return Reply(304, [(name, value) for name, value in headers if name in kept])
+
+
+def _precondition_failed() -> Reply:
+    return error_reply(412, "The file has changed since the version you named.")
+
+
+def _whole(file: _File, headers: list[tuple[str, str]], config: Config) -> Reply:
+    if file.size > config.small_file_bytes:
+        return Reply(200, headers, FileSlice(file.fd, 0, file.size))
+    with os.fdopen(file.fd, "rb") as opened:
+        body = opened.read(file.size)  # a file that grew is cut at the size we promise
+    if len(body) != file.size:  # it shrank between fstat() and read()
+        headers = [(n, str(len(body)) if n == "Content-Length" else v) for n, v in headers]
     return Reply(200, headers, body)
+
+
+def _ranged(request: Request, file: _File, headers: list[tuple[str, str]], config: Config) -> Reply:
+    """206 with one range or multipart/byteranges, 416, or the whole file (RFC 9110 §14)."""
+    if_range = request.headers.get("if-range")
+    if if_range is not None and not conditional.if_range_holds(if_range, file.etag, file.modified):
+        return _whole(file, headers, config)  # it changed: a resume must start over
+    selected = ranges.select_ranges(request.headers["range"], file.size)
+    if selected is None:
+        return _whole(file, headers, config)  # invalid, or not worth it: ignore the Range
+    if not selected:
+        os.close(file.fd)
+        reply = error_reply(416, "No part of the requested range is in the file.")
+        reply.headers.append(("Content-Range", ranges.unsatisfied_range(file.size)))
+        return reply
+    if len(selected) == 1:
+        return _one_range(file, headers, selected[0])
+    return _multipart(file, headers, selected)
+
+
+def _one_range(file: _File, headers: list[tuple[str, str]], part: ranges.ByteRange) -> Reply:
+    headers = _replace(headers, "Content-Length", str(part.length))
+    headers.append(("Content-Range", ranges.content_range(part, file.size)))
+    return Reply(206, headers, FileSlice(file.fd, part.start, part.length))
+
+
+def _multipart(
+    file: _File, headers: list[tuple[str, str]], selected: list[ranges.ByteRange]
+) -> Reply:
+    boundary = secrets.token_hex(16)
+    media_type = content_type(file.name)
+    layout = ranges.multipart_layout(selected, file.size, media_type, boundary)
+    # Each part is its own slice with its own descriptor, so the outbox can close each
+    # one when it is sent; the bytes still go out through sendfile.
+    body: list[bytes | FileSlice] = [
+        piece if isinstance(piece, bytes) else FileSlice(os.dup(file.fd), piece.start, piece.length)
+        for piece in layout
+    ]
+    os.close(file.fd)
+    headers = _replace(headers, "Content-Type", f"multipart/byteranges; boundary={boundary}")
+    headers = _replace(headers, "Content-Length", str(ranges.layout_length(layout)))
+    return Reply(206, headers, body)
+
+
+def _replace(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    return [(n, value if n == name else v) for n, v in headers]
+
+
+# --- folders without an index ---------------------------------------------------------------
+
+
+def _listing(request: Request, segments: list[str], real: str, config: Config) -> Reply:
+    entries = listing.sort_entries(_scan(real, config, top=not segments))
+    url_path = "/" + "".join(s + "/" for s in segments)
+    if negotiate.prefers_json(request.headers.get("accept")):
+        body, media_type = listing.json_listing(url_path, entries), "application/json"
+    else:
+        body, media_type = listing.html_listing(url_path, entries), "text/html"
+    headers = [
+        ("Content-Type", media_type + "; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+        ("Vary", "Accept"),  # the same URL answers HTML or JSON
+    ]
+    return Reply(200, headers, body)
+
+
+def _scan(folder: str, config: Config, top: bool) -> list[listing.Entry]:
+    """The folder's entries a client may follow: never a hidden or escaping one."""
+    try:
+        with os.scandir(folder) as found:
+            entries = [_entry(item, config, top) for item in found]
+    except OSError as error:
+        raise _refusal_for(error) from None
+    return [entry for entry in entries if entry is not None]
+
+
+def _entry(item: os.DirEntry[str], config: Config, top: bool) -> listing.Entry | None:
+    if not _visible(item.name, config, top):
+        return None
+    try:
+        escapes = item.is_symlink() and not _inside(str(config.root), os.path.realpath(item.path))
+        if escapes and not config.follow_symlinks:
+            return None  # listing it would only show a link that 404s
+        info = item.stat()
+    except OSError:
+        return None  # a broken link, or gone since scandir() saw it
+    if stat.S_ISDIR(info.st_mode):
+        return listing.Entry(item.name, True, 0, info.st_mtime)
+    if stat.S_ISREG(info.st_mode):
+        return listing.Entry(item.name, False, info.st_size, info.st_mtime)
+    return None  # FIFOs, sockets and devices are never served, so never listed
 
 
 def _redirect(location: str) -> Reply:

@@ -59,6 +59,16 @@
     );
   }
 
+  // The page's own size, as the server's Content-Length header told the browser.
+  function showLength() {
+    var perf = window.performance;
+    var nav = perf && perf.getEntriesByType ? perf.getEntriesByType("navigation")[0] : null;
+    if (nav && nav.decodedBodySize) {
+      setText("length", String(nav.decodedBodySize));
+    }
+  }
+  showLength();
+
   // Wait for the image and everything else, so the list is complete.
   if (document.readyState === "complete") {
     showRequests();
