@@ -14,6 +14,7 @@
   // The address in the address bar, e.g. "127.0.0.1:8000".
   if (location.host) {
     setText("host", location.host);
+    setText("port", location.port || (location.protocol === "https:" ? "443" : "80"));
   }
 
   // Turn a full URL into a short name like "/style.css".
