@@ -421,6 +421,35 @@ def test_request_in_flight_during_sigterm_completes(
     assert server.stdout[-1] == "Stopped."
 
 
+def test_pipelined_request_in_flight_during_sigterm_completes(
+    launch: Callable[..., Tinyhttp], docroot: Path
+) -> None:
+    """The second of two pipelined requests has half arrived when SIGTERM comes: it is in
+    flight too (not an idle keep-alive connection), so it must still be answered."""
+    server = launch(str(docroot), "--port", "0")
+    server.started()
+    request = b"GET /hello.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    with send_head_part(server.port, request + b"\r\n" + request) as sock:
+        first = b""
+        while not first.endswith(b"\r\n\r\n" + HELLO):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before the first answer: {first!r}"
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        server.send(signal.SIGTERM)
+        assert wait_until(lambda: not listening(server.port)), "still accepting after SIGTERM"
+        sock.sendall(b"\r\n")
+        try:
+            raw = read_to_eof(sock)
+        except ConnectionResetError:
+            raw = b"(connection reset)"
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n"), f"second request not answered: {raw[:200]!r}"
+    assert b"\r\nConnection: close\r\n" in raw
+    assert raw.endswith(b"\r\n\r\n" + HELLO)
+    assert server.finish() == 0, server.stderr
+    assert server.stdout[-1] == "Stopped."
+
+
 def test_drain_deadline_ends_a_request_that_never_completes(
     launch: Callable[..., Tinyhttp], docroot: Path
 ) -> None:

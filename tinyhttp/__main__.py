@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer unknown extension-less paths with /index.html (client-side routes)",
     )
+    p.add_argument(
+        "--no-echo",
+        action="store_true",
+        help="turn off /.well-known/tinyhttp/echo (on only for a loopback bind)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     limits = p.add_argument_group("limits")
     for flag, kind, help_text in (
@@ -205,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_headers=tuple(args.header),
         cors_origin=args.cors_origin or ("*" if args.cors else None),
         spa=args.spa,
+        echo=not args.no_echo,
     )
     _raise_open_files_limit()
     try:
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     except ListenError as error:
         _fail(str(error))
     server.catch_signals()  # before the first line: a script may signal as soon as it sees it
-    if config.unix is None and is_wildcard(args.bind):
+    if config.unix is None and is_wildcard(server.config.bind):  # the bound address: `0` too
         print(
             "tinyhttp: warning: listening on every interface: anyone on your network "
             "can read these files",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ class Config:
     extra_headers: tuple[tuple[str, str], ...] = ()  # --header 'Name: value'
     cors_origin: str | None = None  # --cors is "*"; never sent with credentials
     spa: bool = False  # unknown extension-less paths get /index.html (client-side routes)
+    # /.well-known/tinyhttp/echo shows a request's head; only ever on a loopback bind.
+    echo: bool = True
 
     # --- limits (SPEC §9) ---------------------------------------------------------------
     # Request head: node.js 16 KiB, nginx 8 KiB + 4x8 KiB buffers, tomcat 8 KiB -> 16 KiB.
@@ -63,8 +67,22 @@ class Config:
     # --- speed (DESIGN.md "Keeping it fast") --------------------------------------------
     # Files up to this size are read and sent with their head in one send().
     small_file_bytes: int = 64 * 1024
+    # Hot small files kept in memory with their headers (re-checked by stat() on every hit).
+    cache_bytes: int = 32 * 1024 * 1024
+    # Files changed this recently are not cached: timestamps tick coarsely (tests use 0).
+    cache_settle_seconds: float = 2.0
     # Platform fallbacks, forced on so the tests can run them on Linux too.
     use_sendfile: bool = True
+
+    @functools.cached_property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the server: a loopback address or a Unix socket."""
+        if self.unix is not None:
+            return True
+        try:
+            return ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            return self.bind == "localhost"  # the server replaces names by what it bound
 
     def __post_init__(self) -> None:
         # Containment checks compare real paths, so the root must be one too.

@@ -13,6 +13,7 @@ from typing import cast
 import h11
 
 from . import __version__
+from .cache import FileCache
 from .config import Config
 from .httpdate import DateClock
 from .log import AccessLog
@@ -52,12 +53,14 @@ class Connection:
         log: AccessLog,
         clock: DateClock,
         now: float,
+        cache: FileCache | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
         self.config = config
         self.log = log
         self.clock = clock
+        self.cache = cache
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_bytes)
         self.outbox = Outbox(use_sendfile=config.use_sendfile)
         self.phase = Phase.OPEN
@@ -108,15 +111,19 @@ class Connection:
         """Between requests, nothing half-received and nothing to send: cheap to close."""
         return (
             self.phase is Phase.OPEN
-            and self.head_started is None
             and not self.outbox
-            and self.h11.their_state is h11.IDLE
+            and (self.h11.their_state is h11.IDLE and not self._head_begun())
         )
 
     @property
     def is_reading_head(self) -> bool:
         """A request head has begun to arrive and is not complete yet."""
-        return self.head_started is not None and self.h11.their_state is h11.IDLE
+        return self.h11.their_state is h11.IDLE and self._head_begun()
+
+    def _head_begun(self) -> bool:
+        # Bytes of a pipelined request may wait in h11's buffer before any recv() of ours
+        # marks head_started; asked rarely, so the buffer copy is affordable here.
+        return self.head_started is not None or bool(self.h11.trailing_data[0])
 
     # --- events --------------------------------------------------------------------------
 
@@ -145,11 +152,7 @@ class Connection:
 
     def on_timeout(self, now: float) -> None:
         """The deadline passed: answer 408 to a half-sent head, otherwise just close."""
-        if (
-            self.phase is Phase.OPEN
-            and self.head_started is not None
-            and (self.h11.their_state is h11.IDLE and self.h11.our_state in _CAN_ANSWER)
-        ):
+        if self.phase is Phase.OPEN and self.is_reading_head and self.h11.our_state in _CAN_ANSWER:
             self._refuse(408, "The request took too long to arrive.", now)
             self._flush(now)
         else:
@@ -217,8 +220,13 @@ class Connection:
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=_plain_headers(event.headers),
+            raw_headers=tuple(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in event.headers.raw_items()
+            ),
+            http_version=event.http_version.decode("ascii"),
         )
-        reply = respond(request, self.config)
+        reply = respond(request, self.config, self.cache)
         self._answer(reply, event, now, close=self._leaves_body_unread(reply, event))
 
     def _check_request(self, event: h11.Request) -> tuple[int, str] | None:

@@ -1,17 +1,45 @@
-"""Listening sockets, and the four choices every socket makes: family, type, protocol, role."""
+"""Listening sockets, and the four choices every socket makes: family, type, protocol, role.
+
+`socket.socket(family, type, protocol)` takes three of the choices; the fourth is made by what
+you do with the socket afterwards.
+
+1. Family: what an address looks like, and so who can reach you.
+   AF_INET  -- IPv4, ("127.0.0.1", 8000).
+   AF_INET6 -- IPv6, ("::1", 8000); `::` with IPV6_V6ONLY off also answers IPv4 (dual-stack).
+   AF_UNIX  -- a path on this machine's filesystem, "/tmp/tinyhttp.sock": no network at all.
+2. Type: how the bytes move.
+   SOCK_STREAM -- one reliable, ordered byte stream per connection, with no message boundaries
+                  (one send() may arrive as three recv()s, and two sends as one).
+   SOCK_DGRAM  -- separate datagrams that may be lost, duplicated or reordered
+                  (scripts/udp_echo.py shows what that costs the program).
+3. Protocol: which protocol gives that type in that family. For an IP stream it is TCP, for IP
+   datagrams UDP; for AF_UNIX there is none to pick (0): the kernel copies the bytes itself.
+4. Role: nothing in socket() says client or server. A client calls connect(). A server calls
+   bind() (take an address), listen() (let the kernel complete handshakes and queue them) and
+   then accept() (server.py), which returns a new socket for each client.
+
+HTTP/1.1 needs a reliable byte stream, so tinyhttp always picks SOCK_STREAM as a server; only the
+family changes, with --bind (an IPv4 or IPv6 address or a host name) and --unix (a path).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
 import socket
+import stat
 
 __all__ = ["BACKLOG", "ListenError", "is_wildcard", "open_listener", "url_for"]
 
 # How many finished handshakes the kernel may queue before we accept() them; a burst of
 # a thousand connects must not be refused (Linux caps it at net.core.somaxconn).
 BACKLOG = 4096
+
+# A probe of an existing Unix socket file gives up after this long (a live server whose
+# accept queue is full would otherwise keep us waiting).
+PROBE_TIMEOUT = 1.0
 
 
 class ListenError(Exception):
@@ -20,68 +48,62 @@ class ListenError(Exception):
 
 def open_listener(bind: str, port: int, unix: str | None = None) -> socket.socket:
     """A non-blocking listening socket on (bind, port), or on a Unix socket path."""
-    if unix is not None:
-        return _unix_listener(unix)
+    sock = _unix_listener(unix) if unix is not None else _tcp_listener(bind, port)
+    sock.setblocking(False)  # accept() must never stall the loop: the selector says when
+    return sock
+
+
+# --- TCP over IPv4 or IPv6 -----------------------------------------------------------------
+
+
+def _tcp_listener(bind: str, port: int) -> socket.socket:
     family, address = _resolve(bind, port)
-    # Family: IPv4 or IPv6, from the address. Type: SOCK_STREAM, a reliable byte stream.
-    # Protocol: TCP, the only stream protocol there is. Role: server, by bind + listen.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        # Family: IPv4 or IPv6, whichever the address is. Type: a byte stream.
+        # Protocol: TCP, the stream protocol of IP. Role: server, by bind() and listen().
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as error:  # e.g. a kernel built without IPv6
+        raise ListenError(
+            f"cannot open a socket for {bind}: {error.strerror}; try --bind 127.0.0.1"
+        ) from None
     try:
         if os.name != "nt":
             # Restart at once after a stop, despite the old connections in TIME_WAIT.
             # (On Windows this option would let two servers share a port.)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            # `::` answers IPv4 too (dual-stack) only if V6ONLY is off; OS defaults differ.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if is_wildcard(bind) else 1)
+        if family == socket.AF_INET6 and is_wildcard(address[0]):
+            _dual_stack(sock)
         sock.bind(address)
         sock.listen(BACKLOG)
     except OSError as error:
         sock.close()
         raise ListenError(_explain(error, bind, port)) from None
-    sock.setblocking(False)  # accept() must never stall the loop
     return sock
 
 
 def _resolve(bind: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
+    """The family and address for --bind: an IPv4 or IPv6 literal, or a name to look up."""
     try:
-        infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        # AI_PASSIVE: we want an address to listen on, not one to connect to.
+        infos = socket.getaddrinfo(
+            _unbracket(bind), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except (socket.gaierror, UnicodeError):
         raise ListenError(f"cannot resolve {bind!r}; try --bind 127.0.0.1") from None
+    # A name may have several addresses (localhost: 127.0.0.1 and ::1); like most servers we
+    # take the resolver's first choice, and print it, so nothing is hidden.
     family, _, _, _, address = infos[0]
     return family, (str(address[0]), int(address[1]))
 
 
-def _unix_listener(path: str) -> socket.socket:
-    if not hasattr(socket, "AF_UNIX"):
-        raise ListenError("Unix sockets are not available here; use --bind and --port")
-    _remove_stale(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(BACKLOG)
-    except OSError as error:
-        sock.close()
-        raise ListenError(f"cannot listen on unix:{path}: {error.strerror}") from None
-    sock.setblocking(False)
-    return sock
+def _dual_stack(sock: socket.socket) -> None:
+    """Let one `::` socket answer IPv4 as well, as ::ffff:a.b.c.d addresses.
 
-
-def _remove_stale(path: str) -> None:
-    """Remove a socket file left by a dead server; refuse to steal a live one."""
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)  # nobody listens: a leftover from a server that died
-        return
-    except OSError as error:
-        raise ListenError(f"cannot use unix:{path}: {error.strerror}") from None
-    finally:
-        probe.close()
-    raise ListenError(f"unix:{path} is in use by a running server; choose another --unix path")
+    The default differs (Linux: off, so dual-stack; Windows and the BSDs: on), so say it.
+    """
+    # OpenBSD refuses dual-stack sockets altogether: there `::` answers IPv6 only.
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 
 
 def _explain(error: OSError, bind: str, port: int) -> str:
@@ -94,18 +116,84 @@ def _explain(error: OSError, bind: str, port: int) -> str:
     return f"cannot listen on {bind} port {port}: {error.strerror}"
 
 
+# --- Unix domain sockets -------------------------------------------------------------------
+
+
+def _unix_listener(path: str) -> socket.socket:
+    if not hasattr(socket, "AF_UNIX"):
+        raise ListenError("Unix sockets are not available here; use --bind and --port")
+    _remove_stale(path)
+    # Family: a filesystem path. Type: a byte stream. Protocol: none to choose (0).
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)  # creates the socket file; only who may open it can connect
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        raise ListenError(f"cannot listen on unix:{path}: {_reason(error)}") from None
+    return sock
+
+
+def _remove_stale(path: str) -> None:
+    """Remove a socket file left by a dead server; refuse to steal a live one.
+
+    A socket file outlives its server if the server is killed. Connecting tells the two apart:
+    nobody accepts on a stale file, so the kernel refuses at once.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ListenError(f"cannot use unix:{path}: {_reason(error)}") from None
+    if not stat.S_ISSOCK(mode):
+        # connect() to a plain file is refused too: never take that for a stale socket.
+        raise ListenError(f"unix:{path} exists and is not a socket; choose another --unix path")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # nobody listens: a leftover from a server that died
+            return
+        except TimeoutError:
+            pass  # someone listens but is too busy to answer: alive
+        except OSError as error:
+            raise ListenError(f"cannot use unix:{path}: {_reason(error)}") from None
+    raise ListenError(f"unix:{path} is in use by a running server; choose another --unix path")
+
+
+def _reason(error: OSError) -> str:
+    # "AF_UNIX path too long" comes with no errno and no strerror, only its message.
+    return error.strerror or str(error)
+
+
+# --- what to print -------------------------------------------------------------------------
+
+
+def _unbracket(host: str) -> str:
+    """`[::1]` as written in URLs is the address `::1`."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def is_wildcard(bind: str) -> bool:
     """Whether the address means every interface (reachable from the network)."""
-    return bind in ("0.0.0.0", "::", "")
+    host = _unbracket(bind)
+    if host == "":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified  # 0.0.0.0, ::, 0::0, ...
+    except ValueError:
+        return False  # a host name: the bound address says what it became
 
 
 def url_for(sock: socket.socket) -> str:
     """The URL a browser on this machine should open for a listening socket."""
     if sock.family == getattr(socket, "AF_UNIX", None):
-        return f"unix:{sock.getsockname()}"
+        return f"unix:{sock.getsockname()}"  # e.g. curl --unix-socket PATH http://localhost/
     host, port = sock.getsockname()[:2]
     if is_wildcard(host):
         host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
-    if ipaddress.ip_address(host).version == 6:
-        host = f"[{host}]"
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal in a URL goes in brackets
     return f"http://{host}:{port}/"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from types import FrameType
 
+from .cache import FileCache
 from .config import Config
 from .connection import Connection, Phase
 from .httpdate import DateClock
@@ -54,6 +55,11 @@ class Server:
         self.config = config
         self.log = log if log is not None else AccessLog(quiet=config.quiet)
         self.clock = DateClock()
+        self.cache = (
+            FileCache(config.cache_bytes, config.cache_settle_seconds)
+            if config.cache_bytes
+            else None
+        )
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
         self.deadlines: list[tuple[float, int, Connection]] = []
@@ -143,7 +149,7 @@ class Server:
             # We write whole responses at once; Nagle's algorithm would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = address[0] if isinstance(address, tuple) else "unix"
-        conn = Connection(sock, peer, self.config, self.log, self.clock, now)
+        conn = Connection(sock, peer, self.config, self.log, self.clock, now, self.cache)
         self.clients[conn] = _Slot(READ)
         self.selector.register(sock, READ, partial(self._serve, conn))
         self._settle(conn)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import errno
 import html
-import ipaddress
 import os
 import secrets
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
-from . import conditional, listing, negotiate, ranges
+from . import conditional, echo, listing, negotiate, ranges
+from .cache import Cached, FileCache, Identity
 from .config import LOOPBACK_HOSTS, Config
 from .httpdate import format_http_date
 from .mime import content_type
@@ -53,6 +53,9 @@ class Request:
     method: str
     target: str  # raw bytes decoded as latin-1, so every byte survives
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The head as h11 received it (names in the client's case), for the echo.
+    raw_headers: tuple[tuple[str, str], ...] = ()
+    http_version: str = "1.1"
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Reply:
     status: int
     headers: list[tuple[str, str]]
     body: Body = b""
+    origin: Cached | None = None  # set when the reply may be cached as it is
 
     @property
     def pieces(self) -> list[bytes | FileSlice]:
@@ -89,10 +93,10 @@ class Refusal(Exception):
         self.sentence = sentence
 
 
-def respond(request: Request, config: Config) -> Reply:
-    """The whole answer to one request, as a Reply."""
+def respond(request: Request, config: Config, cache: FileCache | None = None) -> Reply:
+    """The whole answer to one request, as a Reply; `cache` keeps hot small files."""
     try:
-        reply = _respond(request, config)
+        reply = _respond(request, config, cache)
     except Refusal as refusal:
         reply = error_reply(refusal.status, refusal.sentence)
     if reply.status == 404 and request.method in ("GET", "HEAD"):
@@ -103,7 +107,7 @@ def respond(request: Request, config: Config) -> Reply:
     return reply
 
 
-def _respond(request: Request, config: Config) -> Reply:
+def _respond(request: Request, config: Config, cache: FileCache | None) -> Reply:
     method = request.method
     if not host_allowed(request, config):
         raise Refusal(
@@ -118,15 +122,42 @@ def _respond(request: Request, config: Config) -> Reply:
     if method not in ("GET", "HEAD"):
         return _method_refusal(method)
     path, query = parse_target(request.target)
+    if path == echo.PATH and _echo_enabled(config):
+        return _echo(request)
     segments = split_path(path)
+    slash = path.endswith("/")
+    key = (tuple(segments), slash)
+    hit = cache.get(key) if cache is not None and "range" not in request.headers else None
+    if hit is not None:
+        return _cached_reply(request, hit)
     try:
-        return _serve(request, segments, path.endswith("/"), query, config)
+        reply = _serve(request, segments, slash, query, config)
     except Refusal as refusal:
         if refusal.status == 404 and _wants_app_shell(request, segments, config):
             reply = _serve(request, [], True, "", config)
             _add_vary(reply, "Accept")
+            reply.origin = None  # the same URL may 404 for another Accept: never cache it
             return reply
         raise
+    if cache is not None and reply.origin is not None:
+        cache.put(key, reply.origin)
+    return reply
+
+
+def _echo_enabled(config: Config) -> bool:
+    # Only on loopback: behind a network bind, headers a proxy adds would be shown to anyone.
+    return config.echo and _bound_to_loopback(config)
+
+
+def _echo(request: Request) -> Reply:
+    """The built-in echo: this request's own head as plain text, secrets redacted."""
+    body = echo.echo_body(request.method, request.target, request.http_version, request.raw_headers)
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),  # every request differs: never keep one
+    ]
+    return Reply(200, headers, body)
 
 
 def _method_refusal(method: str) -> Reply:
@@ -210,6 +241,11 @@ def host_allowed(request: Request, config: Config) -> bool:
     A page on evil.example can point its own name at 127.0.0.1 and then read our answers;
     the one thing it cannot change is the Host header its browser sends.
     """
+    if config.unix is not None:
+        # Unlike SPEC §2's first draft, no check on a Unix socket: a browser cannot reach one
+        # (rebinding needs TCP), only local processes allowed to open the socket file can,
+        # and `curl --unix-socket PATH http://x/` should just work whatever name it sends.
+        return True
     if not _bound_to_loopback(config):
         return True
     names = [request.headers.get("host", "")]
@@ -220,12 +256,7 @@ def host_allowed(request: Request, config: Config) -> bool:
 
 
 def _bound_to_loopback(config: Config) -> bool:
-    if config.unix is not None:
-        return True
-    try:
-        return ipaddress.ip_address(config.bind).is_loopback
-    except ValueError:
-        return config.bind == "localhost"  # the server replaces names by what it bound
+    return config.loopback
 
 
 def _allowed_name(host: str, config: Config) -> bool:
@@ -292,20 +323,26 @@ def _serve(request: Request, segments: list[str], slash: bool, query: str, confi
     if stat.S_ISREG(info.st_mode) and slash:
         os.close(fd)  # `/file.txt/` names a folder that is not there (ENOTDIR), as in nginx
         raise Refusal(404, "No such folder.")
+    path = os.path.join(str(config.root), *segments)
     if stat.S_ISREG(info.st_mode):
-        return _file_reply(request, _File.open(fd, info, real, segments), config)
+        return _file_reply(request, _File(fd, info, real, path), config)
     os.close(fd)  # a directory: only its name mattered
     if not slash and segments:
         # CPython gh-87389: build the Location from the normalised path, never from the
         # raw target, or `//evil.example/..` redirects a browser off-site.
         return _redirect(_url_path(segments, query, slash=True))
-    for name in config.index_files:
+    for position, name in enumerate(config.index_files):
         try:
             fd, info, index = _open_inside([*segments, name], config)
         except Refusal:
             continue
         if stat.S_ISREG(info.st_mode):
-            return _file_reply(request, _File.open(fd, info, index, [name]), config)
+            reply = _file_reply(request, _File(fd, info, index, os.path.join(path, name)), config)
+            # A cached index.htm would hide an index.html created later: watch for it.
+            earlier = tuple(os.path.join(path, n) for n in config.index_files[:position])
+            if reply.origin is not None and earlier:
+                reply.origin = replace(reply.origin, shadows=reply.origin.shadows + earlier)
+            return reply
         os.close(fd)
     if not config.listing:
         raise Refusal(404, "This folder has no index file.")
@@ -349,9 +386,10 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
 def _inside(root: str, real: str) -> bool:
     """Whether `real` lies in `root`, compared by whole components, and not inside .git."""
     # By components: /www-secret starts with the string /www but is not inside it.
-    if os.path.commonpath([root, real]) != root:
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    if real != root and not real.startswith(prefix):
         return False
-    return ".git" not in os.path.relpath(real, root).split(os.sep)  # nor through a link
+    return f"{os.sep}.git{os.sep}" not in f"{os.sep}{real[len(prefix) :]}{os.sep}"  # nor via a link
 
 
 def _refusal_for(error: OSError) -> Refusal:
@@ -369,26 +407,33 @@ class _File:
     """An open regular file and the validators its headers will carry."""
 
     fd: int
-    size: int
-    mtime_ns: int
-    real: str
-    name: str  # the name the client asked for: it decides the Content-Type
+    info: os.stat_result
+    real: str  # where it really is: precompressed siblings are looked for beside it
+    path: str  # the path the URL names (a link, perhaps): the cache re-checks this one
     coding: str | None = None  # "br" or "gzip" when a precompressed sibling stands in
 
-    @classmethod
-    def open(cls, fd: int, info: os.stat_result, real: str, segments: list[str]) -> _File:
-        return cls(fd, info.st_size, info.st_mtime_ns, real, segments[-1] if segments else "")
+    @property
+    def size(self) -> int:
+        return self.info.st_size
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)  # the name asked for decides the Content-Type
 
     @property
     def etag(self) -> str:
-        # Strong, and the same on every host serving the same file version (SPEC §5);
-        # each coding is a different representation, so it has its own tag.
-        suffix = f"-{self.coding}" if self.coding else ""
-        return f'"{self.size:x}-{self.mtime_ns:x}{suffix}"'
+        return _etag(self.info.st_size, self.info.st_mtime_ns, self.coding)
 
     @property
     def modified(self) -> int:
-        return self.mtime_ns // 1_000_000_000  # HTTP dates have whole seconds
+        return self.info.st_mtime_ns // 1_000_000_000  # HTTP dates have whole seconds
+
+
+def _etag(size: int, mtime_ns: int, coding: str | None) -> str:
+    # Strong, and the same on every host serving the same file version (SPEC §5);
+    # each coding is a different representation, so it has its own tag.
+    suffix = f"-{coding}" if coding else ""
+    return f'"{size:x}-{mtime_ns:x}{suffix}"'
 
 
 def _file_reply(request: Request, original: _File, config: Config) -> Reply:
@@ -402,7 +447,7 @@ def _file_reply(request: Request, original: _File, config: Config) -> Reply:
         return _unchanged(headers) if decision == 304 else _precondition_failed()
     if request.method == "GET" and "range" in request.headers:
         return _ranged(request, file, headers, config)
-    return _whole(file, headers, config)
+    return _whole(file, headers, config, cacheable=not has_siblings)
 
 
 def _choose_coding(request: Request, file: _File, config: Config) -> tuple[_File, bool]:
@@ -416,9 +461,7 @@ def _choose_coding(request: Request, file: _File, config: Config) -> tuple[_File
             continue
         has_siblings = True
         if chosen is file and negotiate.accepts_coding(accept, coding):
-            chosen = _File(
-                sibling[0], sibling[1].st_size, sibling[1].st_mtime_ns, file.real, file.name, coding
-            )
+            chosen = _File(sibling[0], sibling[1], file.real, file.path, coding)
         else:
             os.close(sibling[0])
     if chosen is not file:
@@ -436,7 +479,7 @@ def _sibling(file: _File, suffix: str, config: Config) -> tuple[int, os.stat_res
     except OSError:
         return None
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns < file.mtime_ns:
+    if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns < file.info.st_mtime_ns:
         os.close(fd)  # a stale sibling would serve yesterday's bytes
         return None
     return fd, info
@@ -473,14 +516,33 @@ def _precondition_failed() -> Reply:
     return error_reply(412, "The file has changed since the version you named.")
 
 
-def _whole(file: _File, headers: list[tuple[str, str]], config: Config) -> Reply:
+def _whole(
+    file: _File, headers: list[tuple[str, str]], config: Config, cacheable: bool = False
+) -> Reply:
     if file.size > config.small_file_bytes:
         return Reply(200, headers, FileSlice(file.fd, 0, file.size))
     with os.fdopen(file.fd, "rb") as opened:
         body = opened.read(file.size)  # a file that grew is cut at the size we promise
-    if len(body) != file.size:  # it shrank between fstat() and read()
-        headers = [(n, str(len(body)) if n == "Content-Length" else v) for n, v in headers]
-    return Reply(200, headers, body)
+    if len(body) != file.size:  # it shrank between fstat() and read(): never cache that
+        headers = _replace(headers, "Content-Length", str(len(body)))
+        return Reply(200, headers, body)
+    reply = Reply(200, headers, body)
+    if cacheable:
+        siblings = tuple(file.real + suffix for _, suffix in _CODINGS)
+        reply.origin = Cached(file.path, Identity.of(file.info), siblings, tuple(headers), body)
+    return reply
+
+
+def _cached_reply(request: Request, entry: Cached) -> Reply:
+    """A hot small file from the cache: the same answer the disk would give, fewer calls."""
+    identity = entry.identity
+    etag = _etag(identity.size, identity.mtime_ns, None)
+    modified = identity.mtime_ns // 1_000_000_000
+    headers = list(entry.headers)
+    decision = conditional.evaluate(request.method, request.headers, etag, modified)
+    if decision is not None:
+        return _unchanged(headers) if decision == 304 else _precondition_failed()
+    return Reply(200, headers, entry.body)
 
 
 def _ranged(request: Request, file: _File, headers: list[tuple[str, str]], config: Config) -> Reply:
