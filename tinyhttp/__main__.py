@@ -13,7 +13,7 @@ from typing import NoReturn
 from . import __version__
 from .config import Config
 from .listen import ListenError, is_wildcard
-from .server import Server
+from .server import Server, Supervisor
 
 __all__ = ["main"]
 
@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-listing", action="store_true", help="404 for folders without an index")
     p.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="run N processes on the same port (0 = one per CPU; default 1)",
+    )
+    p.add_argument(
         "--max-age",
         type=_seconds,
         metavar="N",
@@ -121,6 +128,12 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
     return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or len(text) > 4:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, not {text!r}")
+    return int(text) or os.cpu_count() or 1
 
 
 def _seconds(text: str) -> int:
@@ -211,10 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         cors_origin=args.cors_origin or ("*" if args.cors else None),
         spa=args.spa,
         echo=not args.no_echo,
+        workers=args.workers,
     )
     _raise_open_files_limit()
+    if config.workers > 1 and not hasattr(os, "fork"):
+        _fail("--workers needs fork(), which this system lacks; run without it")
     try:
-        server = Server(config)
+        server = Supervisor(config, config.workers) if config.workers > 1 else Server(config)
     except ListenError as error:
         _fail(str(error))
     server.catch_signals()  # before the first line: a script may signal as soon as it sees it

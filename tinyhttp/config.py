@@ -61,6 +61,8 @@ class Config:
     linger_bytes: int = 1024 * 1024
     # Well under the usual 1024 soft open-files limit once logs and files are counted.
     max_connections: int = 1024
+    # One process is plenty for a laptop; --workers N runs N loops on one port (SPEC §10).
+    workers: int = 1
     # Ctrl-C lets in-flight responses finish for this long.
     drain_timeout: float = 5.0
 

@@ -30,8 +30,9 @@ import ipaddress
 import os
 import socket
 import stat
+import sys
 
-__all__ = ["BACKLOG", "ListenError", "is_wildcard", "open_listener", "url_for"]
+__all__ = ["BACKLOG", "ListenError", "can_reuse_port", "is_wildcard", "open_listener", "url_for"]
 
 # How many finished handshakes the kernel may queue before we accept() them; a burst of
 # a thousand connects must not be refused (Linux caps it at net.core.somaxconn).
@@ -46,9 +47,14 @@ class ListenError(Exception):
     """The socket could not be opened; the message says why and what to try."""
 
 
-def open_listener(bind: str, port: int, unix: str | None = None) -> socket.socket:
-    """A non-blocking listening socket on (bind, port), or on a Unix socket path."""
-    sock = _unix_listener(unix) if unix is not None else _tcp_listener(bind, port)
+def open_listener(
+    bind: str, port: int, unix: str | None = None, reuse_port: bool = False
+) -> socket.socket:
+    """A non-blocking listening socket on (bind, port), or on a Unix socket path.
+
+    `reuse_port` lets several worker processes each bind the same port (SO_REUSEPORT), so
+    the kernel spreads new connections between them."""
+    sock = _unix_listener(unix) if unix is not None else _tcp_listener(bind, port, reuse_port)
     sock.setblocking(False)  # accept() must never stall the loop: the selector says when
     return sock
 
@@ -56,7 +62,7 @@ def open_listener(bind: str, port: int, unix: str | None = None) -> socket.socke
 # --- TCP over IPv4 or IPv6 -----------------------------------------------------------------
 
 
-def _tcp_listener(bind: str, port: int) -> socket.socket:
+def _tcp_listener(bind: str, port: int, reuse_port: bool = False) -> socket.socket:
     family, address = _resolve(bind, port)
     try:
         # Family: IPv4 or IPv6, whichever the address is. Type: a byte stream.
@@ -73,6 +79,8 @@ def _tcp_listener(bind: str, port: int) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and is_wildcard(address[0]):
             _dual_stack(sock)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(BACKLOG)
     except OSError as error:
@@ -197,3 +205,8 @@ def url_for(sock: socket.socket) -> str:
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal in a URL goes in brackets
     return f"http://{host}:{port}/"
+
+
+def can_reuse_port() -> bool:
+    """Whether SO_REUSEPORT spreads connections between processes (Linux, not macOS)."""
+    return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")

@@ -7,10 +7,13 @@ import errno
 import heapq
 import itertools
 import os
+import select
 import selectors
 import signal
 import socket
+import sys
 import time
+import traceback
 from dataclasses import dataclass, replace
 from functools import partial
 from types import FrameType
@@ -19,10 +22,10 @@ from .cache import FileCache
 from .config import Config
 from .connection import Connection, Phase
 from .httpdate import DateClock
-from .listen import open_listener, url_for
+from .listen import can_reuse_port, open_listener, url_for
 from .log import AccessLog
 
-__all__ = ["Server"]
+__all__ = ["Server", "Supervisor"]
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 # accept() several connections per wake-up: a burst of connects then costs one select().
@@ -44,8 +47,12 @@ class _Slot:
 class Server:
     """Listens, accepts, and runs every connection from one selector loop."""
 
-    def __init__(self, config: Config, log: AccessLog | None = None) -> None:
-        self.listener = open_listener(config.bind, config.port, config.unix)
+    def __init__(
+        self, config: Config, log: AccessLog | None = None, listener: socket.socket | None = None
+    ) -> None:
+        # A worker process gets its listener from the supervisor; otherwise open our own.
+        self._owns_listener = listener is None
+        self.listener = listener or open_listener(config.bind, config.port, config.unix)
         self.url = url_for(self.listener)
         if config.unix is None:
             # Keep the address really bound (a host name resolved, port 0 made real), so the
@@ -129,7 +136,9 @@ class Server:
     def _accept(self, mask: int) -> None:
         now = time.monotonic()
         for _ in range(ACCEPT_BATCH):
-            if len(self.clients) >= self.config.max_connections and not self._make_room():
+            full = len(self.clients) >= self.config.max_connections
+            victim = self._room_to_make() if full else None
+            if full and victim is None:
                 self._pause_accepting(None)  # full: resume when a connection closes
                 return
             try:
@@ -141,6 +150,11 @@ class Server:
                     self._pause_accepting(now + ACCEPT_BACKOFF)
                     return
                 continue  # ECONNABORTED and friends: that client is already gone
+            if victim is not None:
+                # Only once someone is really waiting: closing before accept() would drop a
+                # connection for nobody (often the one this loop accepted a moment ago).
+                victim.close()
+                self._forget(victim)
             self._add_client(sock, address, now)
 
     def _add_client(self, sock: socket.socket, address: object, now: float) -> None:
@@ -154,18 +168,17 @@ class Server:
         self.selector.register(sock, READ, partial(self._serve, conn))
         self._settle(conn)
 
-    def _make_room(self) -> bool:
-        """At the connection limit: close an idle keep-alive connection, else the oldest
-        one still sending its head. False if every connection is busy being served."""
-        idle = next((c for c in self.clients if c.is_idle), None)
-        if idle is None:
-            heads = [c for c in self.clients if c.is_reading_head]
-            idle = min(heads, key=lambda c: c.head_started or 0.0, default=None)
-        if idle is None:
-            return False
-        idle.close()
-        self._forget(idle)
-        return True
+    def _room_to_make(self) -> Connection | None:
+        """At the connection limit, who gives up its place: an idle keep-alive connection,
+        else the oldest one still sending its head. None if every connection is busy."""
+        # Kept alive after an answer (cheap for a client to reopen). A connection accepted
+        # a moment ago is idle too, but it has not had its turn to send: its request may
+        # be waiting unread, so it counts by age below, the newest last (issue 5).
+        kept_alive = next((c for c in self.clients if c.is_idle and c.idle_since > c.opened), None)
+        if kept_alive is not None:
+            return kept_alive
+        heads = [c for c in self.clients if c.is_reading_head or c.is_idle]
+        return min(heads, key=lambda c: c.head_started or c.opened, default=None)
 
     def _pause_accepting(self, until: float | None) -> None:
         if self._accepting_again_at is None and self.listener.fileno() != -1:
@@ -246,11 +259,11 @@ class Server:
         for conn in list(self.clients):
             self._settle(conn)
 
-    def catch_signals(self) -> None:
+    def catch_signals(self, names: tuple[str, ...] = ("SIGINT", "SIGTERM")) -> None:
         """Make Ctrl-C and SIGTERM drain and stop the loop (call from the main thread)."""
         self._signals_caught = True
         signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
-        for name in ("SIGINT", "SIGTERM"):
+        for name in names:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), self._on_signal)
 
@@ -265,10 +278,148 @@ class Server:
             self._forget(conn)
         if self.listener.fileno() != -1:
             self.listener.close()
-        if self.config.unix is not None and os.path.exists(self.config.unix):
-            os.unlink(self.config.unix)
+        if self._owns_listener:
+            _remove_socket_file(self.config)
         if self._signals_caught:
             signal.set_wakeup_fd(-1)
         self.selector.close()
         self._wake_reader.close()
         self._wake_writer.close()
+
+
+def _remove_socket_file(config: Config) -> None:
+    if config.unix is not None and os.path.exists(config.unix):
+        os.unlink(config.unix)
+
+
+# --- several processes (SPEC §10) ------------------------------------------------------------
+
+
+class Supervisor:
+    """--workers N: N processes each running a Server on one port; the dead are replaced."""
+
+    def __init__(self, config: Config, count: int) -> None:
+        # A plain bind first proves the port free: with SO_REUSEPORT alone, a second tinyhttp
+        # would quietly share the first one's port instead of saying it is in use.
+        probe = open_listener(config.bind, config.port, config.unix)
+        self.url = url_for(probe)
+        if config.unix is None:
+            host, port = probe.getsockname()[:2]
+            config = replace(config, bind=host, port=port)
+        self.config = config
+        self.count = count
+        # Linux balances SO_REUSEPORT sockets between processes; elsewhere (macOS does not
+        # balance) the workers share the one listening socket they inherit.
+        self._shared: socket.socket | None = probe
+        if config.unix is None and can_reuse_port():
+            probe.close()
+            self._shared = None
+        self._children: dict[int, float] = {}  # pid -> when it started
+        self._restarts: list[float] = []  # when each pending restart may happen
+        self._stopping = False
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+
+    def catch_signals(self) -> None:
+        """Ctrl-C and SIGTERM stop the workers; SIGCHLD wakes us to replace a dead one."""
+        signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wake-up fd is enough
+
+    def serve(self) -> None:
+        """Start the workers, keep them running, and return once they have all drained."""
+        for _ in range(self.count):
+            self._spawn()
+        try:
+            while self._children or (self._restarts and not self._stopping):
+                select.select([self._wake_reader], [], [], self._timeout())
+                with contextlib.suppress(BlockingIOError):
+                    while self._wake_reader.recv(4096):
+                        pass
+                self._reap()
+                self._restart_due()
+        finally:
+            if self._shared is not None:
+                self._shared.close()
+            _remove_socket_file(self.config)
+
+    def _timeout(self) -> float | None:
+        if not self._restarts or self._stopping:
+            return None
+        return max(0.0, min(self._restarts) - time.monotonic())
+
+    def _spawn(self) -> None:
+        # Hold signals across fork(): one arriving before the worker has its own handlers
+        # would run the parent's handler in the child. They are delivered once unblocked.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            self._run_worker()  # never returns
+        self._children[pid] = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+    def _run_worker(self) -> None:
+        status = 0
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Ctrl-C reaches the whole process group; the parent turns it into SIGTERM.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            listener = self._shared or open_listener(
+                self.config.bind, self.config.port, reuse_port=True
+            )
+            server = Server(self.config, listener=listener)
+            server.catch_signals(("SIGTERM",))
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            server.serve()
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        finally:
+            os._exit(status)
+
+    def _reap(self) -> None:
+        """Collect exited workers; schedule a replacement unless we are stopping."""
+        while self._children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            started = self._children.pop(pid, None)
+            if started is None or self._stopping:
+                continue
+            print(
+                f"tinyhttp: worker {pid} exited ({_describe(status)}); starting another",
+                file=sys.stderr,
+                flush=True,
+            )
+            # One that dies at once would die again: wait a second rather than spin.
+            now = time.monotonic()
+            self._restarts.append(now + 1.0 if now - started < 1.0 else now)
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        due = [t for t in self._restarts if t <= now]
+        self._restarts = [t for t in self._restarts if t > now]
+        if not self._stopping:
+            for _ in due:
+                self._spawn()
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:  # a second Ctrl-C: stop now, workers included
+            for pid in list(self._children):
+                os.kill(pid, signal.SIGKILL)
+            os._exit(130)
+        self._stopping = True
+        for pid in list(self._children):
+            os.kill(pid, signal.SIGTERM)  # each drains its in-flight answers, then exits
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGCHLD", signal.SIGTERM)}
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,79 @@
+"""--workers N: processes sharing one port, replaced when they die, drained on SIGTERM (§10)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import TIMEOUT, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads worker processes from /proc"
+)
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+@pytest.fixture
+def workers(site: Path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinyhttp", str(site), "--port", "0", "--workers", "2", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert match, line
+    yield process, int(match.group(1))
+    if process.poll() is None:
+        process.kill()
+        process.wait(TIMEOUT)
+
+
+def test_two_workers_serve_and_are_replaced(workers) -> None:
+    process, port = workers
+    assert wait_until(lambda: len(children(process.pid)) == 2)
+    url = f"http://127.0.0.1:{port}/hello.txt"
+    assert requests.get(url, timeout=TIMEOUT).content == b"hello, world\n"
+    victim = min(children(process.pid))
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(
+        lambda: victim not in children(process.pid) and len(children(process.pid)) == 2
+    )
+    for _ in range(10):
+        assert requests.get(url, timeout=TIMEOUT).status_code == 200
+
+
+def test_sigterm_stops_every_worker(workers) -> None:
+    process, _ = workers
+    assert wait_until(lambda: len(children(process.pid)) == 2)
+    pids = children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=TIMEOUT + 5)
+    assert process.returncode == 0, err
+    assert out.strip().endswith("Stopped.")
+    assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_a_second_server_is_told_the_port_is_taken(workers) -> None:
+    _, port = workers
+    second = subprocess.run(
+        [sys.executable, "-m", "tinyhttp", "--port", str(port), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT + 5,
+    )
+    assert second.returncode == 2
+    assert f"port {port} is in use" in second.stderr
