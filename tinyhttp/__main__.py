@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="turn off /.well-known/tinyhttp/echo (on only for a loopback bind)",
     )
+    p.add_argument(
+        "--trace", action="store_true", help="show each connection's socket-level life on stderr"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     limits = p.add_argument_group("limits")
     for flag, kind, help_text in (
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         spa=args.spa,
         echo=not args.no_echo,
         workers=args.workers,
+        trace=args.trace,
     )
     _raise_open_files_limit()
     if config.workers > 1 and not hasattr(os, "fork"):

@@ -16,7 +16,7 @@ from . import __version__
 from .cache import FileCache
 from .config import Config
 from .httpdate import DateClock
-from .log import AccessLog
+from .log import AccessLog, Trace
 from .outbox import FileSlice, Outbox
 from .static import Reply, Request, error_reply, respond
 
@@ -54,6 +54,7 @@ class Connection:
         clock: DateClock,
         now: float,
         cache: FileCache | None = None,
+        trace: Trace | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -61,8 +62,9 @@ class Connection:
         self.log = log
         self.clock = clock
         self.cache = cache
+        self.trace = trace  # None unless --trace: each hook costs one test of None
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_bytes)
-        self.outbox = Outbox(use_sendfile=config.use_sendfile)
+        self.outbox = Outbox(use_sendfile=config.use_sendfile, trace=trace)
         self.phase = Phase.OPEN
         self.opened = now
         self.idle_since = now  # waiting for a request since
@@ -72,6 +74,7 @@ class Connection:
         self.linger_until = 0.0
         self.linger_left = 0
         self.body_bytes = 0
+        self.held_back = False  # requests wait in h11 because the outbox is full
         self.draining = False  # the server is stopping: answer what is in flight, then close
 
     # --- what the server asks ------------------------------------------------------------
@@ -134,8 +137,10 @@ class Connection:
         except BlockingIOError:
             return
         except OSError:
-            self.close()  # reset by the peer: nobody is left to answer
+            self.close("the client reset the connection")  # nobody is left to answer
             return
+        if self.trace:
+            self.trace.received(data)
         if self.phase is Phase.LINGERING:
             self._discard(data)
             return
@@ -156,7 +161,7 @@ class Connection:
             self._refuse(408, "The request took too long to arrive.", now)
             self._flush(now)
         else:
-            self.close()
+            self.close(f"timed out ({self._waiting_for()})")
 
     def on_crash(self, error: BaseException, now: float) -> None:
         """Our bug, not the client's: log it, answer 500 if we still can, and close."""
@@ -168,24 +173,40 @@ class Connection:
             self.phase = Phase.CLOSING
             self._flush(now)
         else:
-            self.close()
+            self.close("the server failed mid-answer")
 
     def drain(self) -> None:
         """The server is stopping: close if idle, otherwise answer what is in flight, then close."""
         self.draining = True
         if self.is_idle:
-            self.close()
+            self.close("the server is stopping and this connection was idle")
 
-    def close(self) -> None:
+    def close(self, why: str = "the server is done with it") -> None:
         """Done with this client; the server unregisters and closes the socket."""
+        if self.trace and self.phase is not Phase.CLOSED:
+            self.trace.say(f"close: {why}")
         self.phase = Phase.CLOSED
         self.outbox.close()
+
+    def _waiting_for(self) -> str:
+        if self.phase is Phase.LINGERING:
+            return "the client never closed its side"
+        if self.outbox:
+            return "the client stopped reading its answer"
+        if self.is_reading_head:
+            return "the request head never finished"
+        if self.h11.their_state is h11.IDLE:
+            return "keep-alive idle: no next request"
+        return "the request body stopped arriving"
 
     # --- from h11 events to replies ------------------------------------------------------
 
     def _pump(self, now: float) -> None:
         """Drain h11's events until it needs more bytes, or until answers back up."""
-        while self.phase is Phase.OPEN and self.outbox.pending < HIGH_WATER:
+        while self.phase is Phase.OPEN:
+            if self.outbox.pending >= HIGH_WATER:
+                self.held_back = True  # _flush() resumes once the client has read some
+                return
             if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
                 self._next_cycle(now)
             if self._must_close():
@@ -195,6 +216,8 @@ class Connection:
             except h11.RemoteProtocolError as error:
                 self._refuse(error.error_status_hint, "The request was malformed.", now)
                 return
+            if self.trace:
+                self.trace.say(f"h11 -> {_describe(event)}")
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
@@ -206,6 +229,8 @@ class Connection:
         # A pipelined request may already sit in h11's buffer; the loop drains it at once,
         # since no readable event will come for bytes we have already read.
         self.h11.start_next_cycle()
+        if self.trace:
+            self.trace.say("keep-alive: both sides are done; the connection waits for a request")
         self.head_started = None
         self.idle_since = now
         self.body_bytes = 0
@@ -293,6 +318,8 @@ class Connection:
             elif piece:
                 self.outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
         self.outbox.write(self.h11.send(h11.EndOfMessage()) or b"")
+        if self.trace:
+            self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")
         self.last_send = now
         self._log(reply, event, now)
 
@@ -319,10 +346,10 @@ class Connection:
         while self.phase in (Phase.OPEN, Phase.CLOSING):
             try:
                 sent = self.outbox.flush(self.sock)
-            except OSError:
+            except OSError as error:
                 # The client hung up (EPIPE, ECONNRESET), or a file shrank mid-send so the
                 # promised Content-Length can no longer be kept: either way, close.
-                self.close()
+                self.close(f"sending failed: {error}")
                 return
             if sent:
                 self.last_send = now
@@ -331,6 +358,9 @@ class Connection:
             if self.phase is Phase.CLOSING or self._must_close():
                 self._linger(now)
                 return
+            if not self.held_back:
+                return
+            self.held_back = False
             self._pump(now)  # requests held back while the outbox was full
             if not self.outbox:
                 return
@@ -341,13 +371,15 @@ class Connection:
     def _linger(self, now: float) -> None:
         """Shut our side, then drain the client's leftovers so it reads our answer, not a reset."""
         if self.h11.their_state is h11.CLOSED:
-            self.close()  # the client already hung up: nothing is left to drain
+            self.close("both sides are done and the client closed first")
             return
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            self.close()
+            self.close("the client is gone")
             return
+        if self.trace:
+            self.trace.say("shutdown(SHUT_WR): our side is done; reading what the client sends")
         self.phase = Phase.LINGERING
         self.linger_until = now + self.config.linger_seconds
         self.linger_left = self.config.linger_bytes
@@ -355,7 +387,7 @@ class Connection:
     def _discard(self, data: bytes) -> None:
         self.linger_left -= len(data)
         if not data or self.linger_left <= 0:
-            self.close()
+            self.close("the client closed its side after our last answer")
 
 
 def _plain_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -395,3 +427,17 @@ def _head_bytes(event: h11.Request) -> int:
     """The head's size as sent in canonical form: `name: value\r\n` per field."""
     line = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n")
     return line + sum(len(name) + len(value) + 4 for name, value in event.headers) + 2
+
+
+def _describe(event: object) -> str:
+    """An h11 event in a line a reader can follow."""
+    if isinstance(event, h11.Request):
+        line = b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)
+        return f"Request {line.decode('latin-1')!r} with {len(event.headers)} header fields"
+    if isinstance(event, h11.Data):
+        return f"Data: {len(event.data)} body bytes"
+    if event is h11.NEED_DATA:
+        return "NEED_DATA: no complete event yet; wait for more bytes"
+    if event is h11.PAUSED:
+        return "PAUSED: the next request waits until this answer is out"
+    return type(event).__name__

@@ -1,4 +1,4 @@
-"""The access log: one escaped Combined Log Format line per response, on stderr."""
+"""What tinyhttp tells the terminal: the access log, and with --trace each socket's life."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["AccessLog", "escape"]
+__all__ = ["AccessLog", "Trace", "Tracer", "escape"]
 
 # Everything a client could use to forge a log line or drive a terminal: control
 # characters (newline, ESC, and the C1 set such as 0x9b, a one-byte ESC [), the quote that
@@ -58,3 +58,42 @@ class AccessLog:
             self._second = second
             self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
         return self._stamp
+
+
+# --- --trace -------------------------------------------------------------------------------
+
+# A recv() is shown up to this many bytes: enough for a request line and a few headers.
+TRACE_BYTES = 160
+
+
+class Trace:
+    """--trace: one connection's socket-level life, each line tagged with its number."""
+
+    def __init__(self, number: int, stream: TextIO) -> None:
+        self.tag = f"[#{number}]"
+        self.stream = stream
+
+    def say(self, text: str) -> None:
+        self.stream.write(f"{self.tag} {text}\n")
+
+    def received(self, data: bytes) -> None:
+        if not data:
+            self.say("recv -> 0 bytes: the client closed its side (EOF)")
+            return
+        shown = escape(data[:TRACE_BYTES].decode("latin-1")).replace("\\x0d\\x0a", "\\r\\n")
+        more = f" ... (+{len(data) - TRACE_BYTES})" if len(data) > TRACE_BYTES else ""
+        self.say(f"recv -> {len(data)} bytes: {shown}{more}")
+
+
+class Tracer:
+    """Numbers connections in the order they are accepted and hands each its Trace."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.count = 0
+
+    def accepted(self, peer: str) -> Trace:
+        self.count += 1
+        trace = Trace(self.count, self.stream)
+        trace.say(f"accept: a new connection from {peer}")
+        return trace

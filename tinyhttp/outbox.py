@@ -7,6 +7,8 @@ import socket
 from collections import deque
 from dataclasses import dataclass
 
+from .log import Trace
+
 __all__ = ["FileShrank", "FileSlice", "Outbox"]
 
 # A read+send fallback moves the file in pieces this big (and so does sendfile, per call:
@@ -34,10 +36,11 @@ class FileShrank(OSError):
 class Outbox:
     """A queue of bytes and file slices; `flush()` sends what the socket will take now."""
 
-    def __init__(self, use_sendfile: bool = True) -> None:
+    def __init__(self, use_sendfile: bool = True, trace: Trace | None = None) -> None:
         self._items: deque[bytearray | FileSlice] = deque()
         self._use_sendfile = use_sendfile and hasattr(os, "sendfile")
         self.pending = 0  # bytes queued and not yet sent
+        self.trace = trace
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -78,6 +81,8 @@ class Outbox:
 
     def _send_bytes(self, sock: socket.socket, buffer: bytearray) -> int:
         n = sock.send(buffer)
+        if self.trace:
+            self.trace.say(f"send({len(buffer)} bytes) -> {n} taken by the kernel")
         del buffer[:n]
         if not buffer:
             self._items.popleft()
@@ -92,6 +97,9 @@ class Outbox:
         else:
             os.lseek(piece.fd, piece.offset, os.SEEK_SET)  # portable, unlike os.pread
             n = sock.send(os.read(piece.fd, count))
+        if self.trace:
+            how = "sendfile" if self._use_sendfile else "read+send"
+            self.trace.say(f"{how}({count} bytes from offset {piece.offset}) -> {n} taken")
         if n == 0:
             raise FileShrank(f"file ended {piece.length} bytes early")
         rest = FileSlice(piece.fd, piece.offset + n, piece.length - n)

@@ -23,7 +23,7 @@ from .config import Config
 from .connection import Connection, Phase
 from .httpdate import DateClock
 from .listen import can_reuse_port, open_listener, url_for
-from .log import AccessLog
+from .log import AccessLog, Tracer
 
 __all__ = ["Server", "Supervisor"]
 
@@ -61,6 +61,7 @@ class Server:
             config = replace(config, bind=host, port=port)
         self.config = config
         self.log = log if log is not None else AccessLog(quiet=config.quiet)
+        self.tracer = Tracer(self.log.stream) if config.trace else None
         self.clock = DateClock()
         self.cache = (
             FileCache(config.cache_bytes, config.cache_settle_seconds)
@@ -153,7 +154,7 @@ class Server:
             if victim is not None:
                 # Only once someone is really waiting: closing before accept() would drop a
                 # connection for nobody (often the one this loop accepted a moment ago).
-                victim.close()
+                victim.close("the connection limit was reached and this one was idle or slowest")
                 self._forget(victim)
             self._add_client(sock, address, now)
 
@@ -163,7 +164,8 @@ class Server:
             # We write whole responses at once; Nagle's algorithm would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = address[0] if isinstance(address, tuple) else "unix"
-        conn = Connection(sock, peer, self.config, self.log, self.clock, now, self.cache)
+        trace = self.tracer.accepted(peer) if self.tracer else None
+        conn = Connection(sock, peer, self.config, self.log, self.clock, now, self.cache, trace)
         self.clients[conn] = _Slot(READ)
         self.selector.register(sock, READ, partial(self._serve, conn))
         self._settle(conn)
@@ -206,7 +208,7 @@ class Server:
             try:  # takes the loop, and everyone else on it, down with it (SPEC §9)
                 conn.on_crash(error, now)
             except Exception:
-                conn.close()
+                conn.close("the server failed while handling an error")
         self._settle(conn)
 
     def _settle(self, conn: Connection) -> None:
@@ -274,7 +276,7 @@ class Server:
 
     def _close_all(self) -> None:
         for conn in list(self.clients):
-            conn.close()
+            conn.close("the server stopped")
             self._forget(conn)
         if self.listener.fileno() != -1:
             self.listener.close()
