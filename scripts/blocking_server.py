@@ -20,7 +20,6 @@ ready and calls recv() or accept() only on those (tinyhttp/server.py, Server.ser
 from __future__ import annotations
 
 import argparse
-import contextlib
 import socket
 import sys
 
@@ -36,29 +35,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=port_number, default=8001, help="0 = any free port")
     parser.add_argument("--max-clients", type=int, metavar="N", help="exit after N clients")
     args = parser.parse_args(argv)
+    try:
+        status = listen_and_serve(args.port, args.max_clients)
+    except KeyboardInterrupt:  # Ctrl-C, most likely in accept() or recv(): the with-blocks
+        status = 0  # have closed the sockets on the way out
+    if status == 0:
+        print("Stopped.", flush=True)
+    return status
 
+
+def listen_and_serve(port: int, max_clients: int | None) -> int:
+    """bind(), listen(), then serve; 2 if the port cannot be had."""
     # The four choices: IPv4, a byte stream, TCP (0 picks it), and -- by bind() and
     # listen() below -- the server role.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            listener.bind(("127.0.0.1", args.port))
+            listener.bind(("127.0.0.1", port))
         except OSError as error:
-            print(
-                f"blocking_server: port {args.port}: {error.strerror}; try --port 0",
-                file=sys.stderr,
-            )
+            print(f"blocking_server: port {port}: {error.strerror}; try --port 0", file=sys.stderr)
             return 2
         # While we are busy with one client, the kernel finishes the handshakes of the next
         # ones and queues them here: that is why a second curl connects, and then just waits.
         listener.listen()
         port = listener.getsockname()[1]
         print(f"Serving http://127.0.0.1:{port}/ one client at a time (Ctrl-C to stop)", flush=True)
-        # Ctrl-C interrupts accept() or recv() with KeyboardInterrupt; the with-blocks then
-        # close the sockets.
-        with contextlib.suppress(KeyboardInterrupt):
-            serve(listener, args.max_clients)
-    print("Stopped.", flush=True)
+        serve(listener, max_clients)
     return 0
 
 

@@ -18,7 +18,6 @@ Loopback only: nothing here is meant to leave the machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import socket
 import sys
@@ -33,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
+    except KeyboardInterrupt:  # Ctrl-C, most likely in recvfrom(): the socket is closed
+        print("Stopped.", flush=True)
+        return 0
     except OSError as error:  # e.g. no loopback network at all
         print(f"udp_echo: {error}", file=sys.stderr)
         return 1
@@ -72,19 +74,16 @@ def run_server(args: argparse.Namespace) -> int:
             return 2
         port = sock.getsockname()[1]
         print(f"Echoing UDP datagrams on {HOST} port {port} (Ctrl-C to stop)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the recvfrom() wait
-            while True:
-                # One recvfrom() is one whole datagram, and says who sent it.
-                data, sender = sock.recvfrom(MAX_DATAGRAM)
-                if chance.random() < args.drop:
-                    say(f"got {_show(data)}: dropped on purpose")
-                    continue  # to the client, a lost echo looks exactly like a lost message
-                copies = 2 if chance.random() < args.duplicate else 1
-                for _ in range(copies):
-                    sock.sendto(data, sender)  # one sendto() is one datagram, sent whole
-                say(f"got {_show(data)}: echoed" + (" twice, on purpose" if copies == 2 else ""))
-    print("Stopped.", flush=True)
-    return 0
+        while True:  # until Ctrl-C
+            # One recvfrom() is one whole datagram, and says who sent it.
+            data, sender = sock.recvfrom(MAX_DATAGRAM)
+            if chance.random() < args.drop:
+                say(f"got {_show(data)}: dropped on purpose")
+                continue  # to the client, a lost echo looks exactly like a lost message
+            copies = 2 if chance.random() < args.duplicate else 1
+            for _ in range(copies):
+                sock.sendto(data, sender)  # one sendto() is one datagram, sent whole
+            say(f"got {_show(data)}: echoed" + (" twice, on purpose" if copies == 2 else ""))
 
 
 # --- the client: the reliability layer -----------------------------------------------------

@@ -889,12 +889,19 @@ def test_permission_error_is_403(site: Site, monkeypatch: pytest.MonkeyPatch, co
     assert b"hello, world" not in result.body
 
 
-@pytest.mark.parametrize(
-    "code", [errno.EIO, errno.ELOOP, errno.ENXIO, errno.EMFILE, errno.ENAMETOOLONG]
-)
+@pytest.mark.parametrize("code", [errno.EIO, errno.ELOOP, errno.ENXIO, errno.ENAMETOOLONG])
 def test_no_os_error_becomes_a_500(site: Site, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
     _fail_open_for(monkeypatch, "hello.txt", OSError(code, os.strerror(code)))
     assert 400 <= fetch(site.config(), "/hello.txt").status < 500
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOMEM])
+def test_out_of_descriptors_is_503_not_404(
+    site: Site, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # The file exists; a 404 would tell caches it is gone. The trouble is ours and passing.
+    _fail_open_for(monkeypatch, "hello.txt", OSError(code, os.strerror(code)))
+    assert fetch(site.config(), "/hello.txt").status == 503
 
 
 def test_symlink_loop_is_404(site: Site) -> None:

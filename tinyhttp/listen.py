@@ -20,6 +20,8 @@ you do with the socket afterwards.
 
 HTTP/1.1 needs a reliable byte stream, so tinyhttp always picks SOCK_STREAM as a server; only the
 family changes, with --bind (an IPv4 or IPv6 address or a host name) and --unix (a path).
+A few options are set between socket() and bind(): SO_REUSEADDR (restart at once), IPV6_V6ONLY
+(dual-stack `::`) and, for --workers, SO_REUSEPORT (one port, several processes).
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ ACCEPT_BATCH = 64
 # level-triggered selector the listener stays readable and the loop would spin at 100 % CPU.
 ACCEPT_BACKOFF = 0.1
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# Bytes the kernel may hold for a client before it has even sent them. Unbounded, the send
+# buffer grows to MiBs and a slow but steady reader frees too little of it to ever make the
+# socket writable again, so the send timeout (SPEC §9) cut it as if it took nothing (issue 5).
+# Bounded, every writable event is real progress, and throughput is unchanged on loopback.
+UNSENT_BYTES = 128 * 1024
 
 
 @dataclass
@@ -163,6 +168,8 @@ class Server:
         if sock.family != getattr(socket, "AF_UNIX", None):
             # We write whole responses at once; Nagle's algorithm would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # Linux, macOS
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
         peer = address[0] if isinstance(address, tuple) else "unix"
         trace = self.tracer.accepted(peer) if self.tracer else None
         conn = Connection(sock, peer, self.config, self.log, self.clock, now, self.cache, trace)

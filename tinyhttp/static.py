@@ -396,6 +396,10 @@ def _refusal_for(error: OSError) -> Refusal:
     """An OS error as the status a client should see: never a 500."""
     if error.errno in (errno.EACCES, errno.EPERM):
         return Refusal(403, "This file is not readable by the server.")
+    if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        # Out of descriptors is our trouble, and passing: a 404 would tell the client, and
+        # any cache on the way, that a file that exists is gone (issue 5).
+        return Refusal(503, "The server is too busy to open the file; try again shortly.")
     return Refusal(404, "No such file.")
 
 
