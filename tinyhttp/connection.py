@@ -45,6 +45,30 @@ class Phase(enum.Enum):
 class Connection:
     """The state of one client, driven by the server's readable, writable and timeout events."""
 
+    # Slots, not a __dict__: 10,000 idle connections should cost little memory each.
+    __slots__ = (
+        "body_bytes",
+        "cache",
+        "clock",
+        "config",
+        "draining",
+        "h11",
+        "head_started",
+        "held_back",
+        "idle_since",
+        "last_recv",
+        "last_send",
+        "linger_left",
+        "linger_until",
+        "log",
+        "opened",
+        "outbox",
+        "peer",
+        "phase",
+        "sock",
+        "trace",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
@@ -169,7 +193,10 @@ class Connection:
             f"error while serving {self.peer}:\n{''.join(traceback.format_exception(error))}"
         )
         if self.phase is Phase.OPEN and self.h11.our_state in _CAN_ANSWER:
-            self._answer(error_reply(500, "The server failed; the error is in its log."), None, now)
+            failed = error_reply(500, "The server failed; the error is in its log.")
+            # close=True: say `Connection: close`, or a keep-alive client sends its next
+            # request on a connection we are about to close (issue 5).
+            self._answer(failed, None, now, close=True)
             self.phase = Phase.CLOSING
             self._flush(now)
         else:

@@ -41,7 +41,7 @@ _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 UNSENT_BYTES = 128 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     """What the selector and the deadline heap currently hold for one connection."""
 
