@@ -6,7 +6,7 @@ import enum
 import socket
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import cast
 
@@ -263,25 +263,18 @@ class Connection:
         self.body_bytes = 0
 
     def _on_request(self, event: h11.Request, now: float) -> None:
-        refusal = self._check_request(event)
+        request = _plain_request(event)
+        refusal = self._check_request(event, request.headers)
         if refusal is not None:
             status, sentence = refusal
-            self._refuse(status, sentence, now, event)
+            self._refuse(status, sentence, now, request)
             return
-        request = Request(
-            method=event.method.decode("ascii"),
-            target=event.target.decode("latin-1"),
-            headers=_plain_headers(event.headers),
-            raw_headers=tuple(
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in event.headers.raw_items()
-            ),
-            http_version=event.http_version.decode("ascii"),
-        )
         reply = respond(request, self.config, self.cache)
-        self._answer(reply, event, now, close=self._leaves_body_unread(reply, event))
+        self._answer(reply, request, now, close=self._leaves_body_unread(reply, request))
 
-    def _check_request(self, event: h11.Request) -> tuple[int, str] | None:
+    def _check_request(
+        self, event: h11.Request, headers: Mapping[str, str]
+    ) -> tuple[int, str] | None:
         """What h11 lets through that we must refuse ourselves (SPEC §2)."""
         # h11 only checks the head size when a head spans several reads; count it here.
         if _head_bytes(event) > self.config.max_head_bytes:
@@ -291,18 +284,17 @@ class Connection:
         if not event.http_version.startswith(b"1."):
             # HTTP/2.0, the h2 preface `PRI * HTTP/2.0`, HTTP/3.0 (RFC 9110 §6.2).
             return 505, "This server speaks HTTP/1.1 only."
-        names = {name for name, _ in event.headers}
-        if b"content-length" in names and b"transfer-encoding" in names:
+        if "content-length" in headers and "transfer-encoding" in headers:
             # Two framings: a proxy in front may pick the other one (request smuggling).
             return 400, "Content-Length and Transfer-Encoding together are not allowed."
-        length = _declared_length(event)
+        length = _declared_length(headers)
         if length is not None and length > self.config.max_body_bytes:
             return 413, "The request body is too large."
         return None
 
-    def _leaves_body_unread(self, reply: Reply, event: h11.Request) -> bool:
+    def _leaves_body_unread(self, reply: Reply, request: Request) -> bool:
         """Whether answering now leaves a body we will not read, so we must close after."""
-        if not _has_body(event):
+        if not _has_body(request.headers):
             return False
         # A client waiting for `100 Continue` will not send the body after a final answer.
         return reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
@@ -314,15 +306,15 @@ class Connection:
             self.phase = Phase.CLOSING  # the answer is already queued; then hang up
 
     def _refuse(
-        self, status: int, sentence: str, now: float, event: h11.Request | None = None
+        self, status: int, sentence: str, now: float, request: Request | None = None
     ) -> None:
         """Answer a client's mistake with an error page and close (h11's error handling)."""
         if self.h11.our_state in _CAN_ANSWER:
-            self._answer(error_reply(status, sentence), event, now, close=True)
+            self._answer(error_reply(status, sentence), request, now, close=True)
         self.phase = Phase.CLOSING
 
     def _answer(
-        self, reply: Reply, event: h11.Request | None, now: float, close: bool = False
+        self, reply: Reply, request: Request | None, now: float, close: bool = False
     ) -> None:
         """Queue the reply: head and small bodies as bytes, large bodies as a file slice."""
         headers = [
@@ -348,22 +340,22 @@ class Connection:
         if self.trace:
             self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")
         self.last_send = now
-        self._log(reply, event, now)
+        if not self.log.quiet:
+            self._log(reply, request, now)
 
-    def _log(self, reply: Reply, event: h11.Request | None, now: float) -> None:
-        if event is None:
+    def _log(self, reply: Reply, request: Request | None, now: float) -> None:
+        if request is None:
             self.log.response(self.peer, "-", reply.status, reply.length, "", "", 0.0)
             return
-        line = b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)
-        headers = event.headers
+        started = self.head_started if self.head_started is not None else now
         self.log.response(
             self.peer,
-            line.decode("latin-1"),
+            f"{request.method} {request.target} HTTP/{request.http_version}",
             reply.status,
             reply.length,
-            _header(headers, b"referer"),
-            _header(headers, b"user-agent"),
-            time.monotonic() - (self.head_started if self.head_started is not None else now),
+            request.headers.get("referer", ""),
+            request.headers.get("user-agent", ""),
+            time.monotonic() - started,
         )
 
     # --- sending and closing -------------------------------------------------------------
@@ -417,37 +409,39 @@ class Connection:
             self.close("the client closed its side after our last answer")
 
 
-def _plain_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Header names lower-case, values as text; repeated fields joined (RFC 9110 §5.3)."""
-    plain: dict[str, str] = {}
-    for name, value in headers:
-        key = name.decode("ascii")
-        text = value.decode("latin-1")
-        plain[key] = f"{plain[key]}, {text}" if key in plain else text
-    return plain
+def _plain_request(event: h11.Request) -> Request:
+    """The request as plain values: lower-case names, repeated fields joined (RFC 9110 §5.3),
+    and the fields as sent, for the echo."""
+    headers: dict[str, str] = {}
+    raw = []
+    for name, value in event.headers.raw_items():
+        original, text = name.decode("ascii"), value.decode("latin-1")
+        raw.append((original, text))
+        key = original.lower()
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return Request(
+        method=event.method.decode("ascii"),
+        target=event.target.decode("latin-1"),  # every byte survives latin-1
+        headers=headers,
+        raw_headers=tuple(raw),
+        http_version=event.http_version.decode("ascii"),
+    )
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> str:
-    for name, value in headers:
-        if name == wanted:
-            return value.decode("latin-1")
-    return ""
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    # h11 has checked it is digits; int() of over 4,300 digits would raise.
+    return int(value) if len(value) < 19 else 10**19
 
 
-def _declared_length(event: h11.Request) -> int | None:
-    for name, value in event.headers:
-        if name == b"content-length":
-            # h11 has checked it is digits; int() of over 4,300 digits would raise.
-            return int(value) if len(value) < 19 else 10**19
-    return None
-
-
-def _has_body(event: h11.Request) -> bool:
+def _has_body(headers: Mapping[str, str]) -> bool:
     """Whether a body follows the head (RFC 9112 §6.3: only these two headers say so)."""
-    length = _declared_length(event)
+    length = _declared_length(headers)
     if length is not None:
         return length > 0
-    return any(name == b"transfer-encoding" for name, _ in event.headers)
+    return "transfer-encoding" in headers
 
 
 def _head_bytes(event: h11.Request) -> int:
