@@ -20,7 +20,7 @@ from .log import AccessLog, Trace
 from .outbox import FileSlice, Outbox
 from .static import Reply, Request, error_reply, respond
 
-__all__ = ["Connection", "Phase"]
+__all__ = ["Connection", "Heads", "Phase"]
 
 SERVER = f"tinyhttp/{__version__}"
 # h11 sends `HTTP/1.1 200 ` unless told the reason phrase.
@@ -42,6 +42,46 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # the server may forget this connection and close its socket
 
 
+class Heads:
+    """The h11.Response events of this second's answers, each built once and reused.
+
+    Building a Response validates every header field, and the same small file answered a
+    thousand times a second has the same head, Date included: keep it until the Date changes.
+    """
+
+    # Distinct heads kept within one second, at most: enough for a site's hot files.
+    LIMIT = 1024
+
+    def __init__(self, clock: DateClock) -> None:
+        self.clock = clock
+        self._date = ""
+        self._made: dict[tuple[int, tuple[tuple[str, str], ...], bool], h11.Response] = {}
+
+    def response(
+        self, status: int, headers: tuple[tuple[str, str], ...], close: bool
+    ) -> h11.Response:
+        """The Response for a reply: Date, Server and nosniff first, then its own headers."""
+        date = self.clock.now()
+        if date != self._date or len(self._made) >= self.LIMIT:
+            self._date = date
+            self._made.clear()
+        key = (status, headers, close)
+        response = self._made.get(key)
+        if response is None:
+            response = self._made[key] = self._build(status, headers, close, date)
+        return response
+
+    @staticmethod
+    def _build(
+        status: int, headers: tuple[tuple[str, str], ...], close: bool, date: str
+    ) -> h11.Response:
+        fields = [("Date", date), ("Server", SERVER), ("X-Content-Type-Options", "nosniff")]
+        fields.extend(headers)
+        if close:
+            fields.append(("Connection", "close"))
+        return h11.Response(status_code=status, headers=fields, reason=REASONS.get(status, b""))
+
+
 class Connection:
     """The state of one client, driven by the server's readable, writable and timeout events."""
 
@@ -49,11 +89,11 @@ class Connection:
     __slots__ = (
         "body_bytes",
         "cache",
-        "clock",
         "config",
         "draining",
         "h11",
         "head_started",
+        "heads",
         "held_back",
         "idle_since",
         "last_recv",
@@ -75,7 +115,7 @@ class Connection:
         peer: str,
         config: Config,
         log: AccessLog,
-        clock: DateClock,
+        heads: Heads,
         now: float,
         cache: FileCache | None = None,
         trace: Trace | None = None,
@@ -84,7 +124,7 @@ class Connection:
         self.peer = peer
         self.config = config
         self.log = log
-        self.clock = clock
+        self.heads = heads
         self.cache = cache
         self.trace = trace  # None unless --trace: each hook costs one test of None
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_bytes)
@@ -317,17 +357,8 @@ class Connection:
         self, reply: Reply, request: Request | None, now: float, close: bool = False
     ) -> None:
         """Queue the reply: head and small bodies as bytes, large bodies as a file slice."""
-        headers = [
-            ("Date", self.clock.now()),
-            ("Server", SERVER),
-            ("X-Content-Type-Options", "nosniff"),
-            *reply.headers,
-        ]
-        if close or self.draining or self.phase is not Phase.OPEN:
-            headers.append(("Connection", "close"))
-        response = h11.Response(
-            status_code=reply.status, headers=headers, reason=REASONS.get(reply.status, b"")
-        )
+        close = close or self.draining or self.phase is not Phase.OPEN
+        response = self.heads.response(reply.status, tuple(reply.headers), close)
         self.outbox.write(self.h11.send(response) or b"")
         for piece in reply.pieces:
             if isinstance(piece, FileSlice):

@@ -20,7 +20,7 @@ from types import FrameType
 
 from .cache import FileCache
 from .config import Config
-from .connection import Connection, Phase
+from .connection import Connection, Heads, Phase
 from .httpdate import DateClock
 from .listen import can_reuse_port, open_listener, url_for
 from .log import AccessLog, Tracer
@@ -67,7 +67,7 @@ class Server:
         self.config = config
         self.log = log if log is not None else AccessLog(quiet=config.quiet)
         self.tracer = Tracer(self.log.stream) if config.trace else None
-        self.clock = DateClock()
+        self.heads = Heads(DateClock())
         self.cache = (
             FileCache(config.cache_bytes, config.cache_settle_seconds)
             if config.cache_bytes
@@ -172,7 +172,7 @@ class Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
         peer = address[0] if isinstance(address, tuple) else "unix"
         trace = self.tracer.accepted(peer) if self.tracer else None
-        conn = Connection(sock, peer, self.config, self.log, self.clock, now, self.cache, trace)
+        conn = Connection(sock, peer, self.config, self.log, self.heads, now, self.cache, trace)
         self.clients[conn] = _Slot(READ)
         self.selector.register(sock, READ, partial(self._serve, conn))
         self._settle(conn)
