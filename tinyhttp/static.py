@@ -151,7 +151,9 @@ def _echo_enabled(config: Config) -> bool:
 
 def _echo(request: Request) -> Reply:
     """The built-in echo: this request's own head as plain text, secrets redacted."""
-    body = echo.echo_body(request.method, request.target, request.http_version, request.raw_headers)
+    # HEAD gets the Content-Length a GET of the same request would (RFC 9110 §9.3.2).
+    method = "GET" if request.method == "HEAD" else request.method
+    body = echo.echo_body(method, request.target, request.http_version, request.raw_headers)
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),

@@ -1,20 +1,40 @@
-// Show where this page came from and which requests it took to load it.
+// The live parts of the site: the real address and port, the requests this page made,
+// and, on the front page, the request head the browser sent for the echo path.
 (function () {
   "use strict";
 
+  var ECHO_PATH = "/.well-known/tinyhttp/echo";
   var loadedAt = new Date();
 
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
   function setText(id, text) {
-    var el = document.getElementById(id);
+    var el = byId(id);
     if (el) {
       el.textContent = text;
     }
   }
 
-  // The address in the address bar, e.g. "127.0.0.1:8000".
-  if (location.host) {
-    setText("host", location.host);
-    setText("port", location.port || (location.protocol === "https:" ? "443" : "80"));
+  // Every element marked data-fill="host|hostname|port" shows this server's real
+  // address, so the commands on the pages work as typed whatever port tinyhttp got.
+  function fillAddress() {
+    if (!location.host) {
+      return; // opened as a file, not from a server
+    }
+    var values = {
+      host: location.host,
+      hostname: location.hostname,
+      port: location.port || (location.protocol === "https:" ? "443" : "80")
+    };
+    var marked = document.querySelectorAll("[data-fill]");
+    Array.prototype.forEach.call(marked, function (el) {
+      var value = values[el.getAttribute("data-fill")];
+      if (value) {
+        el.textContent = value;
+      }
+    });
   }
 
   // Turn a full URL into a short name like "/style.css".
@@ -28,7 +48,7 @@
   }
 
   function showRequests() {
-    var list = document.getElementById("requests");
+    var list = byId("requests");
     var perf = window.performance;
     if (!list || !perf || typeof perf.getEntriesByType !== "function") {
       return;
@@ -68,9 +88,50 @@
       setText("length", String(nav.decodedBodySize));
     }
   }
-  showLength();
 
-  // Wait for the image and everything else, so the list is complete.
+  function echoOff(reason) {
+    var pre = byId("echo");
+    pre.className += " off";
+    pre.textContent =
+      "The echo is off on this server" + reason + ", so there is nothing to show here. " +
+      "tinyhttp answers it only while it listens on a loopback address such as 127.0.0.1 " +
+      "(or a Unix socket), and not when started with --no-echo. To see a request anyway, " +
+      "run curl -v against this server, or start tinyhttp with --trace and watch it " +
+      "print every request it receives.";
+  }
+
+  // Ask for the echo path; tinyhttp answers with the head of this very request.
+  function showEcho() {
+    if (!byId("echo")) {
+      return;
+    }
+    if (!window.fetch || !location.host) {
+      echoOff(" (or this browser cannot fetch it)");
+      return;
+    }
+    setText("echo", "Asking tinyhttp\u2026");
+    fetch(ECHO_PATH, { cache: "no-store", credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("status " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (text) {
+        // Line ends are CRLF, as on the wire; the <pre> shows them as plain line breaks.
+        setText("echo", text.replace(/\r\n/g, "\n").replace(/\n+$/, "\n"));
+      })
+      .catch(function (error) {
+        echoOff(" (" + error.message + ")");
+      })
+      .then(showRequests); // the echo is one more request for the list
+  }
+
+  fillAddress();
+  showLength();
+  showEcho();
+
+  // Wait for the images and everything else, so the list is complete.
   if (document.readyState === "complete") {
     showRequests();
   } else {
