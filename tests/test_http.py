@@ -383,3 +383,18 @@ def test_access_log_escapes_the_request(server: Running) -> None:
     assert '"a\\x22b\\x5cc\\x1b[31m\\x9b2J"' in line
     assert "\x1b" not in server.log.getvalue()
     assert "\x9b" not in server.log.getvalue()
+
+
+def test_closed_connections_are_not_kept_by_the_deadline_heap(server: Running) -> None:
+    # Each connection leaves a heap entry behind; thousands of short connections must
+    # neither keep their Connection objects alive nor grow the heap without bound.
+    for _ in range(1500):
+        with server.connect() as sock:
+            sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            reader = Reader(sock)
+            assert reader.response().status == 200
+            assert reader.closed()
+    assert wait_until(lambda: not server.server.clients)
+    entries = server.server.deadlines
+    assert len(entries) <= 1024 + 2
+    assert all(slot.conn is None for _, _, slot in entries)

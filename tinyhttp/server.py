@@ -45,6 +45,7 @@ UNSENT_BYTES = 128 * 1024
 class _Slot:
     """What the selector and the deadline heap currently hold for one connection."""
 
+    conn: Connection | None  # None once forgotten: a stale heap entry must not keep it alive
     events: int
     deadline: float = float("inf")  # the connection's earliest entry in the heap
 
@@ -75,7 +76,7 @@ class Server:
         )
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
-        self.deadlines: list[tuple[float, int, Connection]] = []
+        self.deadlines: list[tuple[float, int, _Slot]] = []
         self._ticket = itertools.count()  # heap tie-breaker: connections are not orderable
         self._accepting_again_at: float | None = None  # set while accept() is paused
         self._stop_requested = False
@@ -125,9 +126,9 @@ class Server:
     def _tick(self, now: float) -> None:
         """Run whatever is due: expired deadlines, and accepting again after a pause."""
         while self.deadlines and self.deadlines[0][0] <= now:
-            when, _, conn = heapq.heappop(self.deadlines)
-            slot = self.clients.get(conn)
-            if slot is None or slot.deadline != when:
+            when, _, slot = heapq.heappop(self.deadlines)
+            conn = slot.conn
+            if conn is None or slot.deadline != when:
                 continue  # the connection is gone, or this entry was superseded
             slot.deadline = float("inf")
             if conn.deadline <= now:
@@ -173,7 +174,7 @@ class Server:
         peer = address[0] if isinstance(address, tuple) else "unix"
         trace = self.tracer.accepted(peer) if self.tracer else None
         conn = Connection(sock, peer, self.config, self.log, self.heads, now, self.cache, trace)
-        self.clients[conn] = _Slot(READ)
+        self.clients[conn] = _Slot(conn, READ)
         self.selector.register(sock, READ, partial(self._serve, conn))
         self._settle(conn)
 
@@ -236,11 +237,17 @@ class Server:
         deadline = conn.deadline
         if deadline < slot.deadline:
             slot.deadline = deadline
-            heapq.heappush(self.deadlines, (deadline, next(self._ticket), conn))
+            heapq.heappush(self.deadlines, (deadline, next(self._ticket), slot))
 
     def _forget(self, conn: Connection) -> None:
-        if self.clients.pop(conn, None) is None:
+        slot = self.clients.pop(conn, None)
+        if slot is None:
             return
+        slot.conn = None
+        if len(self.deadlines) > 2 * len(self.clients) + 1024:
+            # Mostly entries of closed connections (many short ones): keep the live ones.
+            self.deadlines = [entry for entry in self.deadlines if entry[2].conn is not None]
+            heapq.heapify(self.deadlines)
         self.selector.unregister(conn.sock)
         conn.sock.close()
         if self._accepting_again_at == float("inf"):
