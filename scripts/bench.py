@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import importlib.util
 import json
@@ -247,8 +248,9 @@ def write_files(root: Path, sizes: dict[str, int]) -> None:
 Command = Callable[[Path, Path, int], list[str]]  # (root, work dir, port) -> argv
 
 
-def tinyhttp_command(root: Path, work: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "tinyhttp", str(root), "--port", str(port), "--quiet"]
+def tinyhttp_command(root: Path, work: Path, port: int, workers: int = 1) -> list[str]:
+    command = [sys.executable, "-m", "tinyhttp", str(root), "--port", str(port), "--quiet"]
+    return [*command, "--workers", str(workers)] if workers > 1 else command
 
 
 def http_server_command(root: Path, work: Path, port: int) -> list[str]:
@@ -714,10 +716,13 @@ def _bar_text(metric: Metric, server: str, values: Values) -> str:
 # --- the main run -----------------------------------------------------------------------------
 
 
-def pick_peers(only: list[str] | None) -> tuple[list[Peer], list[str]]:
-    """The servers to run (tinyhttp first) and why the others are skipped."""
+def pick_peers(only: list[str] | None, workers: int = 1) -> tuple[list[Peer], list[str]]:
+    """The servers to run (tinyhttp first, with `workers` processes) and why others are skipped."""
     chosen, skipped = [], []
-    for peer in SERVERS:
+    subject = Peer(
+        SUBJECT, functools.partial(tinyhttp_command, workers=workers), SERVERS[0].missing
+    )
+    for peer in (subject, *SERVERS[1:]):
         if only is not None and peer.name not in only:
             continue
         reason = peer.missing()
@@ -766,12 +771,16 @@ def benchmark(args: argparse.Namespace) -> int:
         print(WRK_MISSING, file=sys.stderr)
         return 2
     only = args.only.split(",") if args.only else None
-    peers, skipped = pick_peers(only)
+    peers, skipped = pick_peers(only, args.workers)
+    if args.workers > 1:
+        print(f"tinyhttp runs with --workers {args.workers}", flush=True)
     loads = [load for load in LOADS if not (args.quick and load.key == "large")]
     duration = args.duration or (3 if args.quick else 10)
     print(f"{len(peers)} servers, {estimate(loads, len(peers), duration)}", flush=True)
     report = Report([])
     report.notes.extend(f"skipped {reason}" for reason in skipped)
+    if args.workers > 1:
+        report.notes.append(f"tinyhttp ran with --workers {args.workers}; every peer with one")
     with tempfile.TemporaryDirectory(prefix="tinyhttp-bench-") as temp:
         work, root = Path(temp), Path(temp) / "files"
         root.mkdir()
@@ -981,6 +990,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--chart", default="bench.png", metavar="PATH", help="chart PNG (default bench.png)"
     )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="run tinyhttp with --workers N"
+    )
     p.add_argument(
         "--idle", type=int, metavar="N", help="hold N idle connections to tinyhttp instead"
     )
