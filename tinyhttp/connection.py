@@ -350,7 +350,12 @@ class Connection:
     ) -> None:
         """Answer a client's mistake with an error page and close (h11's error handling)."""
         if self.h11.our_state in _CAN_ANSWER:
-            self._answer(error_reply(status, sentence), request, now, close=True)
+            reply = error_reply(status, sentence)
+            if request is not None and request.method == "HEAD":
+                # The page's headers without its body: h11 raises on a body after HEAD, which
+                # left a refused HEAD (505, 431, ...) with no answer at all (issue 5, fuzzing).
+                reply.close()
+            self._answer(reply, request, now, close=True)
         self.phase = Phase.CLOSING
 
     def _answer(
