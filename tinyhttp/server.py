@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import heapq
-import itertools
 import os
 import select
 import selectors
@@ -49,6 +48,9 @@ class _Slot:
     events: int
     deadline: float = float("inf")  # the connection's earliest entry in the heap
 
+    def __lt__(self, other: _Slot) -> bool:
+        return False  # two entries due at the same moment may run in either order
+
 
 class Server:
     """Listens, accepts, and runs every connection from one selector loop."""
@@ -76,8 +78,7 @@ class Server:
         )
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
-        self.deadlines: list[tuple[float, int, _Slot]] = []
-        self._ticket = itertools.count()  # heap tie-breaker: connections are not orderable
+        self.deadlines: list[tuple[float, _Slot]] = []
         self._accepting_again_at: float | None = None  # set while accept() is paused
         self._stop_requested = False
         self._drain_until: float | None = None
@@ -97,7 +98,10 @@ class Server:
         try:
             while not self._finished():
                 for key, mask in self.selector.select(self._timeout()):
-                    key.data(mask)  # _accept, _wake, or one client's _serve
+                    if isinstance(key.data, Connection):
+                        self._serve(key.data, mask)  # a client (no callback object each)
+                    else:
+                        key.data(mask)  # _accept or _wake
                 self._tick(time.monotonic())
         finally:
             self._close_all()
@@ -126,7 +130,7 @@ class Server:
     def _tick(self, now: float) -> None:
         """Run whatever is due: expired deadlines, and accepting again after a pause."""
         while self.deadlines and self.deadlines[0][0] <= now:
-            when, _, slot = heapq.heappop(self.deadlines)
+            when, slot = heapq.heappop(self.deadlines)
             conn = slot.conn
             if conn is None or slot.deadline != when:
                 continue  # the connection is gone, or this entry was superseded
@@ -175,7 +179,7 @@ class Server:
         trace = self.tracer.accepted(peer) if self.tracer else None
         conn = Connection(sock, peer, self.config, self.log, self.heads, now, self.cache, trace)
         self.clients[conn] = _Slot(conn, READ)
-        self.selector.register(sock, READ, partial(self._serve, conn))
+        self.selector.register(sock, READ, conn)
         self._settle(conn)
 
     def _room_to_make(self) -> Connection | None:
@@ -230,14 +234,14 @@ class Server:
         # Ask the kernel to change interest only when it changes: it is a system call.
         events = (READ if conn.wants_read else 0) | (WRITE if conn.wants_write else 0)
         if events and events != slot.events:
-            self.selector.modify(conn.sock, events, partial(self._serve, conn))
+            self.selector.modify(conn.sock, events, conn)
             slot.events = events
         # Deadlines move later with every request; rather than a heap entry per move, keep
         # one entry per connection and re-check it when it comes due (see _tick).
         deadline = conn.deadline
         if deadline < slot.deadline:
             slot.deadline = deadline
-            heapq.heappush(self.deadlines, (deadline, next(self._ticket), slot))
+            heapq.heappush(self.deadlines, (deadline, slot))
 
     def _forget(self, conn: Connection) -> None:
         slot = self.clients.pop(conn, None)
@@ -246,7 +250,7 @@ class Server:
         slot.conn = None
         if len(self.deadlines) > 2 * len(self.clients) + 1024:
             # Mostly entries of closed connections (many short ones): keep the live ones.
-            self.deadlines = [entry for entry in self.deadlines if entry[2].conn is not None]
+            self.deadlines = [entry for entry in self.deadlines if entry[1].conn is not None]
             heapq.heapify(self.deadlines)
         self.selector.unregister(conn.sock)
         conn.sock.close()
