@@ -21,7 +21,7 @@ from tinyhttp import httpdate
 from tinyhttp.httpdate import DateClock, format_http_date, parse_http_date
 from tinyhttp.log import AccessLog, escape
 from tinyhttp.mime import content_type
-from tinyhttp.outbox import CHUNK, FileShrank, FileSlice, Outbox
+from tinyhttp.outbox import SENDFILE_CHUNK, TURN_BYTES, FileShrank, FileSlice, Outbox
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110 §5.6.7)
 TIMEOUT = 5.0
@@ -394,7 +394,7 @@ def test_file_slice_is_sent_fully_and_closed(
     pair: tuple[socket.socket, socket.socket], tmp_path: Path, use_sendfile: bool
 ) -> None:
     writer, reader = pair
-    data = _pattern(4 * CHUNK + 12345)  # several sendfile calls, the last one short
+    data = _pattern(2 * SENDFILE_CHUNK + 12345)  # several sendfile calls, the last one short
     path = tmp_path / "big.bin"
     path.write_bytes(data)
     fd = _open(path)
@@ -435,7 +435,7 @@ def test_read_and_send_fallback_gives_the_same_bytes(
     pair: tuple[socket.socket, socket.socket], tmp_path: Path
 ) -> None:
     writer, reader = pair
-    data = _pattern(3 * CHUNK + 7)
+    data = _pattern(SENDFILE_CHUNK + 7)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     results = []
@@ -542,5 +542,26 @@ def test_flush_to_a_closed_peer_raises_oserror(pair: tuple[socket.socket, socket
         outbox.write(b"anyone there?")
         with pytest.raises(OSError):
             outbox.flush(writer)
+    finally:
+        outbox.close()
+
+
+class _Sink:
+    """A socket that takes every byte at once, like a very fast reader."""
+
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+
+def test_one_flush_leaves_the_loop_to_others(tmp_path: Path) -> None:
+    # A reader that never fills its socket must not keep the loop to itself.
+    path = tmp_path / "big.bin"
+    path.write_bytes(bytes(3 * TURN_BYTES))
+    outbox = Outbox(use_sendfile=False)
+    try:
+        outbox.add_file(FileSlice(_open(path), 0, 3 * TURN_BYTES))
+        sent = outbox.flush(_Sink())  # type: ignore[arg-type]
+        assert TURN_BYTES <= sent < 2 * TURN_BYTES
+        assert outbox.pending == 3 * TURN_BYTES - sent
     finally:
         outbox.close()

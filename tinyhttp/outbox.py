@@ -10,9 +10,14 @@ from .log import Trace
 
 __all__ = ["FileShrank", "FileSlice", "Outbox"]
 
-# A read+send fallback moves the file in pieces this big (and so does sendfile, per call:
-# larger calls only hold the loop longer while other clients wait).
-CHUNK = 256 * 1024
+# Bytes per os.sendfile() call: nginx's sendfile_max_chunk default. Fewer calls per file,
+# and one call still returns within about a millisecond on loopback.
+SENDFILE_CHUNK = 2 * 1024 * 1024
+# The read+send fallback holds this much of the file in memory per call.
+READ_CHUNK = 256 * 1024
+# At most this much goes to one client per loop turn; then the others get their turn (a fast
+# reader on loopback may never fill its socket, and would otherwise keep the loop to itself).
+TURN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Outbox:
         Raises OSError when the client is gone, FileShrank when a file came up short.
         """
         sent = 0
-        while self._items:
+        while self._items and sent < TURN_BYTES:
             item = self._items[0]
             try:
                 if isinstance(item, bytearray):
@@ -92,12 +97,13 @@ class Outbox:
         return n
 
     def _send_file(self, sock: socket.socket, piece: FileSlice) -> int:
-        count = min(piece.length, CHUNK)
         if self._use_sendfile:
+            count = min(piece.length, SENDFILE_CHUNK)
             # Zero-copy: the kernel moves file pages to the socket. (socket.sendfile()
             # cannot be used: it refuses non-blocking sockets.)
             n = os.sendfile(sock.fileno(), piece.fd, piece.offset, count)
         else:
+            count = min(piece.length, READ_CHUNK)
             os.lseek(piece.fd, piece.offset, os.SEEK_SET)  # portable, unlike os.pread
             n = sock.send(os.read(piece.fd, count))
         if self.trace:
