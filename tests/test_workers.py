@@ -38,8 +38,12 @@ def workers(site: Path):
     assert match, line
     yield process, int(match.group(1))
     if process.poll() is None:
-        process.kill()
-        process.wait(TIMEOUT)
+        process.terminate()  # SIGTERM: the workers drain too
+        try:
+            process.wait(TIMEOUT + 5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(TIMEOUT)
 
 
 def test_two_workers_serve_and_are_replaced(workers) -> None:
@@ -77,3 +81,22 @@ def test_a_second_server_is_told_the_port_is_taken(workers) -> None:
     )
     assert second.returncode == 2
     assert f"port {port} is in use" in second.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(workers) -> None:
+    process, port = workers
+    assert wait_until(lambda: len(children(process.pid)) == 2)
+    pids = children(process.pid)
+    process.kill()  # SIGKILL: no chance to tell the workers anything
+    process.wait(TIMEOUT)
+    assert wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=TIMEOUT + 5)
+    with pytest.raises(OSError):
+        requests.get(f"http://127.0.0.1:{port}/hello.txt", timeout=TIMEOUT)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; init reaps it

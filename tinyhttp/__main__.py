@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -89,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
         help="add a header to every answer (repeatable)",
     )
     p.add_argument("--cors", action="store_true", help="let scripts on any origin read the files")
-    p.add_argument("--cors-origin", metavar="ORIGIN", help="let scripts on ORIGIN read the files")
+    p.add_argument(
+        "--cors-origin", type=_origin, metavar="ORIGIN", help="let scripts on ORIGIN read the files"
+    )
     p.add_argument(
         "--spa",
         action="store_true",
@@ -150,9 +153,20 @@ def _header(text: str) -> tuple[str, str]:
     name, value = name.strip(), value.strip()
     if not colon or not name or any(not (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name):
         raise argparse.ArgumentTypeError(f"expected 'Name: value', not {text!r}")
+    return name, _printable(value, name)
+
+
+def _origin(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"an origin looks like https://app.example, not {text!r}")
+    return _printable(text, "--cors-origin")
+
+
+def _printable(value: str, what: str) -> str:
+    # A header value must never carry CR/LF: h11 would refuse every answer.
     if not value.isascii() or any(c < " " or c == "\x7f" for c in value):
-        raise argparse.ArgumentTypeError(f"the value of {name} must be printable ASCII")
-    return name, value
+        raise argparse.ArgumentTypeError(f"the value of {what} must be printable ASCII")
+    return value
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -161,7 +175,7 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}") from None
-        if not value > 0:
+        if not (value > 0 and math.isfinite(value)):  # inf would overflow select()
             raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}")
         return value
 

@@ -59,7 +59,8 @@ class Config:
     # Lingering close (RFC 9112 §9.6): how long and how much to drain before closing.
     linger_seconds: float = 2.0
     linger_bytes: int = 1024 * 1024
-    # Well under the usual 1024 soft open-files limit once logs and files are counted.
+    # nginx's worker_connections default; tinyhttp raises its soft open-files limit to the
+    # hard one at start, since a connection may hold files open besides its socket.
     max_connections: int = 1024
     # One process is plenty for a laptop; --workers N runs N loops on one port (SPEC §10).
     workers: int = 1

@@ -105,6 +105,7 @@ class Connection:
         "outbox",
         "peer",
         "phase",
+        "request",
         "sock",
         "trace",
     )
@@ -138,6 +139,7 @@ class Connection:
         self.linger_until = 0.0
         self.linger_left = 0
         self.body_bytes = 0
+        self.request: Request | None = None  # the one being answered, for a 500's log line
         self.held_back = False  # requests wait in h11 because the outbox is full
         self.draining = False  # the server is stopping: answer what is in flight, then close
 
@@ -171,7 +173,9 @@ class Connection:
             return self.idle_since + (
                 self.config.head_timeout if first else self.config.idle_timeout
             )
-        return self.last_recv + self.config.idle_timeout  # reading a request body
+        # Reading a body: a byte now and then must not hold the connection forever either.
+        started = self.head_started if self.head_started is not None else self.idle_since
+        return min(self.last_recv + self.config.idle_timeout, started + self.config.head_timeout)
 
     @property
     def is_idle(self) -> bool:
@@ -233,11 +237,9 @@ class Connection:
             f"error while serving {self.peer}:\n{''.join(traceback.format_exception(error))}"
         )
         if self.phase is Phase.OPEN and self.h11.our_state in _CAN_ANSWER:
-            failed = error_reply(500, "The server failed; the error is in its log.")
-            # close=True: say `Connection: close`, or a keep-alive client sends its next
-            # request on a connection we are about to close (issue 5).
-            self._answer(failed, None, now, close=True)
-            self.phase = Phase.CLOSING
+            # Through _refuse: `Connection: close` (a keep-alive client would otherwise send
+            # its next request into a closing connection), and no body after HEAD.
+            self._refuse(500, "The server failed; the error is in its log.", now, self.request)
             self._flush(now)
         else:
             self.close("the server failed mid-answer")
@@ -296,6 +298,7 @@ class Connection:
         # A pipelined request may already sit in h11's buffer; the loop drains it at once,
         # since no readable event will come for bytes we have already read.
         self.h11.start_next_cycle()
+        self.request = None
         if self.trace:
             self.trace.say("keep-alive: both sides are done; the connection waits for a request")
         self.head_started = None
@@ -303,7 +306,7 @@ class Connection:
         self.body_bytes = 0
 
     def _on_request(self, event: h11.Request, now: float) -> None:
-        request = _plain_request(event)
+        request = self.request = _plain_request(event)
         refusal = self._check_request(event, request.headers)
         if refusal is not None:
             status, sentence = refusal

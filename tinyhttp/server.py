@@ -83,6 +83,7 @@ class Server:
         self._stop_requested = False
         self._drain_until: float | None = None
         self._signals_caught = False
+        self._lifeline = -1
         # Signals and stop() wake select() through this pair (PEP 475 would otherwise
         # resume a select() with no timeout as if nothing happened).
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -105,6 +106,16 @@ class Server:
                 self._tick(time.monotonic())
         finally:
             self._close_all()
+
+    def stop_when_closed(self, fd: int) -> None:
+        """Drain and stop once `fd`, the read end of a pipe, reports end of file: a worker's
+        way to notice that its supervisor is gone, even if it was killed with SIGKILL."""
+        self._lifeline = fd
+        self.selector.register(fd, READ, self._lifeline_closed)
+
+    def _lifeline_closed(self, mask: int) -> None:
+        self.selector.unregister(self._lifeline)  # readable for ever from now on
+        self.stop()
 
     def stop(self) -> None:
         """Ask the loop to drain and return; safe from another thread or a signal handler."""
@@ -340,6 +351,9 @@ class Supervisor:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
+        # Workers hold the read end; only we hold the write end, so when we end, however we
+        # end, they read end-of-file and drain instead of serving on as orphans.
+        self._lifeline_reader, self._lifeline_writer = os.pipe()
 
     def catch_signals(self) -> None:
         """Ctrl-C and SIGTERM stop the workers; SIGCHLD wakes us to replace a dead one."""
@@ -384,6 +398,7 @@ class Supervisor:
         status = 0
         try:
             signal.set_wakeup_fd(-1)
+            os.close(self._lifeline_writer)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             # Ctrl-C reaches the whole process group; the parent turns it into SIGTERM.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -392,6 +407,7 @@ class Supervisor:
             )
             server = Server(self.config, listener=listener)
             server.catch_signals(("SIGTERM",))
+            server.stop_when_closed(self._lifeline_reader)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             server.serve()
         except BaseException:

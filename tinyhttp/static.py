@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import html
+import ipaddress
 import os
 import secrets
 import stat
@@ -134,7 +135,8 @@ def _respond(request: Request, config: Config, cache: FileCache | None) -> Reply
         reply = _serve(request, segments, slash, query, config)
     except Refusal as refusal:
         if refusal.status == 404 and _wants_app_shell(request, segments, config):
-            reply = _serve(request, [], True, "", config)
+            # /index.html itself: with none, a folder listing is no app shell; keep the 404.
+            reply = _serve(request, ["index.html"], False, "", config)
             _add_vary(reply, "Accept")
             reply.origin = None  # the same URL may 404 for another Accept: never cache it
             return reply
@@ -146,7 +148,7 @@ def _respond(request: Request, config: Config, cache: FileCache | None) -> Reply
 
 def _echo_enabled(config: Config) -> bool:
     # Only on loopback: behind a network bind, headers a proxy adds would be shown to anyone.
-    return config.echo and _bound_to_loopback(config)
+    return config.echo and config.loopback
 
 
 def _echo(request: Request) -> Reply:
@@ -229,7 +231,8 @@ def _add_vary(reply: Reply, name: str) -> None:
     """Add a name to the one Vary header, creating it if needed."""
     for i, (header, value) in enumerate(reply.headers):
         if header == "Vary":
-            reply.headers[i] = (header, f"{value}, {name}")
+            if name not in (v.strip() for v in value.split(",")):
+                reply.headers[i] = (header, f"{value}, {name}")
             return
     reply.headers.append(("Vary", name))
 
@@ -248,17 +251,13 @@ def host_allowed(request: Request, config: Config) -> bool:
         # (rebinding needs TCP), only local processes allowed to open the socket file can,
         # and `curl --unix-socket PATH http://x/` should just work whatever name it sends.
         return True
-    if not _bound_to_loopback(config):
+    if not config.loopback:
         return True
     names = [request.headers.get("host", "")]
-    scheme, separator, rest = request.target.partition("://")
-    if separator and scheme.lower() in ("http", "https"):
-        names.append(rest.partition("/")[0])  # absolute-form carries a host name too
+    absolute = _absolute_form(request.target)
+    if absolute is not None:
+        names.append(absolute[0])  # absolute-form carries a host name too
     return all(_allowed_name(name, config) for name in names if name)
-
-
-def _bound_to_loopback(config: Config) -> bool:
-    return config.loopback
 
 
 def _allowed_name(host: str, config: Config) -> bool:
@@ -268,17 +267,35 @@ def _allowed_name(host: str, config: Config) -> bool:
     elif "]:" in name:
         name = name[: name.index("]:") + 1]
     allowed = (*LOOPBACK_HOSTS, *(h.lower() for h in config.allow_hosts))
-    return name in allowed or name.endswith(".localhost")
+    return name in allowed or name.endswith(".localhost") or _loopback_literal(name)
+
+
+def _loopback_literal(name: str) -> bool:
+    """127.0.0.2 or [::1] are this machine too (--bind 127.0.0.2 prints such a URL)."""
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # --- from the target to path segments (pure) -----------------------------------------------
 
 
+def _absolute_form(target: str) -> tuple[str, str] | None:
+    """(authority, origin-form rest) of an `http://host/path?q` target; None for other forms."""
+    scheme, separator, rest = target.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        return None
+    # The authority ends at the first /, ? or #: `http://host?x` has the path "/".
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return rest[:end], "/" + rest[end:].removeprefix("/")
+
+
 def parse_target(target: str) -> tuple[str, str]:
     """The percent-decoded path and the raw query of an origin- or absolute-form target."""
-    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-        authority_and_path = target.partition("://")[2]
-        target = "/" + authority_and_path.partition("/")[2]
+    absolute = _absolute_form(target)
+    if absolute is not None:
+        target = absolute[1]
     elif not target.startswith("/"):
         raise Refusal(400, "The request target must be a path starting with /.")
     raw_path, _, query = target.partition("#")[0].partition("?")
@@ -444,16 +461,21 @@ def _etag(size: int, mtime_ns: int, coding: str | None) -> str:
 
 def _file_reply(request: Request, original: _File, config: Config) -> Reply:
     file, has_siblings = _choose_coding(request, original, config)
-    headers = _file_headers(file, config)
+    reply = _representation_reply(request, file, config, cacheable=not has_siblings)
     if has_siblings:
-        headers.append(("Vary", "Accept-Encoding"))
+        _add_vary(reply, "Accept-Encoding")  # on every answer for it: 200, 206, 304, 412, 416
+    return reply
+
+
+def _representation_reply(request: Request, file: _File, config: Config, cacheable: bool) -> Reply:
+    headers = _file_headers(file, config)
     decision = conditional.evaluate(request.method, request.headers, file.etag, file.modified)
     if decision is not None:
         os.close(file.fd)
         return _unchanged(headers) if decision == 304 else _precondition_failed()
     if request.method == "GET" and "range" in request.headers:
         return _ranged(request, file, headers, config)
-    return _whole(file, headers, config, cacheable=not has_siblings)
+    return _whole(file, headers, config, cacheable)
 
 
 def _choose_coding(request: Request, file: _File, config: Config) -> tuple[_File, bool]:
@@ -583,11 +605,18 @@ def _multipart(
     layout = ranges.multipart_layout(selected, file.size, media_type, boundary)
     # Each part is its own slice with its own descriptor, so the outbox can close each
     # one when it is sent; the bytes still go out through sendfile.
-    body: list[bytes | FileSlice] = [
-        piece if isinstance(piece, bytes) else FileSlice(os.dup(file.fd), piece.start, piece.length)
-        for piece in layout
-    ]
-    os.close(file.fd)
+    body: list[bytes | FileSlice] = []
+    try:
+        for piece in layout:
+            if isinstance(piece, bytes):
+                body.append(piece)
+            else:
+                body.append(FileSlice(os.dup(file.fd), piece.start, piece.length))
+    except OSError as error:  # out of descriptors: release what we took, answer 503
+        Reply(206, [], body).close()
+        raise _refusal_for(error) from None
+    finally:
+        os.close(file.fd)
     headers = _replace(headers, "Content-Type", f"multipart/byteranges; boundary={boundary}")
     headers = _replace(headers, "Content-Length", str(ranges.layout_length(layout)))
     return Reply(206, headers, body)
