@@ -398,3 +398,22 @@ def test_closed_connections_are_not_kept_by_the_deadline_heap(server: Running) -
     entries = server.server.deadlines
     assert len(entries) <= 1024 + 2
     assert all(slot.conn is None for _, slot in entries)
+
+
+def test_access_log_as_json(serve) -> None:
+    import json
+
+    server = serve(log_json=True)
+    server.server.log.as_json = True  # the fixture hands the server its own AccessLog
+    agent = b'a"b\\c\x1b[31m'
+    exchange(
+        server, b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nUser-Agent: " + agent + b"\r\n\r\n"
+    )
+    assert wait_until(lambda: "hello.txt" in server.log.getvalue())
+    line = server.log.getvalue().splitlines()[-1]
+    assert "\x1b" not in line
+    record = json.loads(line)
+    assert record["request"] == "GET /hello.txt HTTP/1.1"
+    assert record["status"] == 200
+    assert record["bytes"] == 13
+    assert record["user_agent"] == 'a"b\\c\x1b[31m'

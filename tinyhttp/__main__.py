@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         help="turn off /.well-known/tinyhttp/echo (on only for a loopback bind)",
     )
     p.add_argument(
+        "--log-format",
+        choices=("combined", "json"),
+        default="combined",
+        help="access log lines: Combined Log Format (default) or one JSON object each",
+    )
+    p.add_argument(
         "--trace", action="store_true", help="show each connection's socket-level life on stderr"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
@@ -243,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         echo=not args.no_echo,
         workers=args.workers,
         trace=args.trace,
+        log_json=args.log_format == "json",
     )
     _raise_open_files_limit()
     if config.workers > 1 and not hasattr(os, "fork"):

@@ -26,6 +26,7 @@ class Config:
     # --- output -----------------------------------------------------------------------
     quiet: bool = False
     trace: bool = False
+    log_json: bool = False  # --log-format json
 
     # --- what may be served (SPEC §3) ---------------------------------------------------
     dotfiles: bool = False  # .env and .htpasswd are secrets more often than content

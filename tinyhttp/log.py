@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import TextIO
@@ -23,9 +24,12 @@ def escape(text: str) -> str:
 class AccessLog:
     """Writes `peer - - [time] "request" status bytes "referer" "agent" 1.2ms` lines."""
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, quiet: bool = False, as_json: bool = False
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
+        self.as_json = as_json  # --log-format json: one object per line, for machines
         self._second = -1
         self._stamp = ""
 
@@ -42,10 +46,30 @@ class AccessLog:
         """Log one answered request; `request_line` is exactly what the client sent."""
         if self.quiet:
             return
+        if self.as_json:
+            self._json(peer, request_line, status, size, referer, user_agent, seconds)
+            return
         self.stream.write(
             f'{peer} - - [{self._timestamp()}] "{escape(request_line)}" {status} {size} '
             f'"{escape(referer) or "-"}" "{escape(user_agent) or "-"}" {seconds * 1000:.2f}ms\n'
         )
+
+    def _json(
+        self, peer: str, line: str, status: int, size: int, referer: str, agent: str, seconds: float
+    ) -> None:
+        record = {
+            "time": self._timestamp(),
+            "peer": peer,
+            "request": line,
+            "status": status,
+            "bytes": size,
+            "referer": referer,
+            "user_agent": agent,
+            "ms": round(seconds * 1000, 2),
+        }
+        # json.dumps escapes quotes, backslashes and control characters; ensure_ascii writes
+        # every other byte a client chose as \u00XX, so no line can be forged or a terminal driven.
+        self.stream.write(json.dumps(record) + "\n")
 
     def error(self, text: str) -> None:
         """Something went wrong on our side; shown even with --quiet."""

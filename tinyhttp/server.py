@@ -68,7 +68,7 @@ class Server:
             host, port = self.listener.getsockname()[:2]
             config = replace(config, bind=host, port=port)
         self.config = config
-        self.log = log if log is not None else AccessLog(quiet=config.quiet)
+        self.log = log or AccessLog(quiet=config.quiet, as_json=config.log_json)
         self.tracer = Tracer(self.log.stream) if config.trace else None
         self.heads = Heads(DateClock())
         self.cache = (

@@ -392,7 +392,12 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
         if not config.follow_symlinks and not _inside(root, real):
             raise Refusal(404, "No such file.")
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever.
-        fd = os.open(real if not config.follow_symlinks else candidate, _OPEN_FLAGS)
+        if config.follow_symlinks:
+            fd = os.open(candidate, _OPEN_FLAGS)
+        else:
+            # O_NOFOLLOW: `real` has no links left, so one appearing since realpath() is a
+            # swap in progress; refuse it rather than follow it out of the root.
+            fd = os.open(real, _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0))
     except OSError as error:
         raise _refusal_for(error) from None
     info = os.fstat(fd)
