@@ -230,7 +230,8 @@ class Server:
         except Exception as error:  # the one top-level guard: one bad connection never
             try:  # takes the loop, and everyone else on it, down with it (SPEC §9)
                 conn.on_crash(error, now)
-            except Exception:
+            except Exception as second:  # answering the first failed too: say so, then close
+                self.log.error("".join(traceback.format_exception(second)))
                 conn.close("the server failed while handling an error")
         self._settle(conn)
 
