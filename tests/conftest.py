@@ -14,11 +14,26 @@ from typing import Any
 
 import pytest
 
+from tinyhttp.app import App
+from tinyhttp.cache import FileCache
 from tinyhttp.config import Config
 from tinyhttp.log import AccessLog
+from tinyhttp.message import Reply, Request
 from tinyhttp.server import Server
 
 TIMEOUT = 5.0  # every socket call in the tests gives up after this long
+
+
+def respond(request: Request, config: Config, cache: FileCache | None = None) -> Reply:
+    """The app's whole answer to one request: no socket, no h11, no server."""
+    return App(config, cache).respond(request)
+
+
+def host_allowed(request: Request, config: Config) -> bool:
+    """Whether the Host check lets this request through."""
+    from tinyhttp.checks import host_refusal
+
+    return host_refusal(request, config) is None
 
 INDEX = b"<!doctype html><title>home</title><p>Hello from the test site.</p>\n"
 BIG_SIZE = 3 * 1024 * 1024 + 17  # over the small-file size, so it goes out by sendfile

@@ -10,9 +10,9 @@ import requests
 
 from tinyhttp.cache import Cached, FileCache, Identity
 from tinyhttp.config import Config
-from tinyhttp.static import Request, respond
+from tinyhttp.message import Request
 
-from .conftest import TIMEOUT, Running
+from .conftest import TIMEOUT, Running, respond
 
 
 def entry_for(path: Path, shadows: tuple[str, ...] = ()) -> Cached:

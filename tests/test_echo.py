@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TIMEOUT, Reader, Running, send_in_pieces
+from tests.conftest import TIMEOUT, Reader, Running, respond, send_in_pieces
 from tinyhttp import echo
 from tinyhttp.config import Config
-from tinyhttp.static import Request, respond
+from tinyhttp.message import Request
 
 PATH = "/.well-known/tinyhttp/echo"
 SECRETS = ("sessionid=s3cr3t-c00kie", "Basic dXNlcjpodW50ZXIy", "Bearer pr0xy-t0ken")

@@ -10,18 +10,15 @@ import io
 import mimetypes
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tinyhttp import httpdate
 from tinyhttp.httpdate import DateClock, format_http_date, parse_http_date
-from tinyhttp.log import AccessLog, escape
+from tinyhttp.log import AccessLog, Exchange, escape
 from tinyhttp.mime import content_type
-from tinyhttp.outbox import SENDFILE_CHUNK, TURN_BYTES, FileShrank, FileSlice, Outbox
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110 §5.6.7)
 TIMEOUT = 5.0
@@ -274,10 +271,34 @@ LINE = re.compile(
 )
 
 
+def log_line(
+    log: AccessLog,
+    peer: str,
+    request_line: str,
+    status: int,
+    size: int,
+    referer: str,
+    agent: str,
+    seconds: float,
+    cut: str = "",
+) -> None:
+    """One answer logged as done `seconds` after its request began, then flushed."""
+    exchange = Exchange(peer, request_line, referer, agent, 100.0, status)
+    log.answered(exchange, size, 100.0 + seconds, cut)
+    log.flush()
+
+
 def test_access_log_writes_one_combined_line() -> None:
     stream = io.StringIO()
-    AccessLog(stream).response(
-        "127.0.0.1", "GET /index.html HTTP/1.1", 200, 1234, "", "curl/8.5", 0.0012
+    log_line(
+        AccessLog(stream),
+        "127.0.0.1",
+        "GET /index.html HTTP/1.1",
+        200,
+        1234,
+        "",
+        "curl/8.5",
+        0.0012,
     )
     line = stream.getvalue()
     match = LINE.fullmatch(line)
@@ -296,7 +317,7 @@ def test_access_log_writes_one_combined_line() -> None:
 def test_access_log_escapes_what_the_client_sent() -> None:
     stream = io.StringIO()
     forged = 'GET /x HTTP/1.1"\n10.0.0.1 - - [01/Jan/2000:00:00:00 +0000] "GET /admin" 200 0\x1b[2J'
-    AccessLog(stream).response("127.0.0.1", forged, 404, 135, 'http://a/"\n', "agent\\\x07", 0.5)
+    log_line(AccessLog(stream), "127.0.0.1", forged, 404, 135, 'http://a/"\n', "agent\\\x07", 0.5)
     text = stream.getvalue()
     assert text.count("\n") == 1 and text.endswith("\n")  # no forged second line
     assert "\x1b" not in text and "\x07" not in text
@@ -312,7 +333,7 @@ def test_access_log_one_line_per_response() -> None:
     stream = io.StringIO()
     log = AccessLog(stream)
     for status in (200, 304, 404):
-        log.response("::1", "GET / HTTP/1.1", status, 0, "", "", 0.0)
+        log_line(log, "::1", "GET / HTTP/1.1", status, 0, "", "", 0.0)
     lines = stream.getvalue().splitlines(keepends=True)
     assert [LINE.fullmatch(line)["status"] for line in lines] == ["200", "304", "404"]  # type: ignore[index]
 
@@ -320,248 +341,13 @@ def test_access_log_one_line_per_response() -> None:
 def test_access_log_quiet_writes_nothing() -> None:
     stream = io.StringIO()
     log = AccessLog(stream, quiet=True)
-    log.response("127.0.0.1", "GET / HTTP/1.1", 200, 10, "", "", 0.001)
+    log_line(log, "127.0.0.1", "GET / HTTP/1.1", 200, 10, "", "", 0.001)
     assert stream.getvalue() == ""
 
 
 def test_access_log_errors_show_even_when_quiet() -> None:
     stream = io.StringIO()
-    AccessLog(stream, quiet=True).error("Traceback (most recent call last):\n  boom\n")
+    log = AccessLog(stream, quiet=True)
+    log.error("Traceback (most recent call last):\n  boom\n")
+    log.flush()
     assert stream.getvalue() == "Traceback (most recent call last):\n  boom\n"
-
-
-# --- outbox --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    """(writer, reader): the writer non-blocking like the server's, the reader with a timeout."""
-    writer, reader = socket.socketpair()
-    writer.setblocking(False)
-    reader.settimeout(TIMEOUT)
-    try:
-        yield writer, reader
-    finally:
-        writer.close()
-        reader.close()
-
-
-def _pattern(size: int) -> bytes:
-    """Bytes in which every 4-byte word is its own index: any reordering or gap shows."""
-    words = (size + 3) // 4
-    return b"".join(i.to_bytes(4, "big") for i in range(words))[:size]
-
-
-def _open(path: Path) -> int:
-    return os.open(path, os.O_RDONLY)
-
-
-def _is_closed(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return True
-    return False
-
-
-def _pump(outbox: Outbox, writer: socket.socket, reader: socket.socket, expected: int) -> bytes:
-    """Flush and read in turn until `expected` bytes arrived; the reader's timeout bounds it."""
-    received = bytearray()
-    while outbox or len(received) < expected:
-        if outbox:
-            outbox.flush(writer)
-        if len(received) < expected:
-            received += reader.recv(1 << 16)
-    return bytes(received)
-
-
-def test_write_and_flush_deliver_bytes_in_order(pair: tuple[socket.socket, socket.socket]) -> None:
-    writer, reader = pair
-    outbox = Outbox()
-    assert not outbox and outbox.pending == 0
-    pieces = [b"HTTP/1.1 200 OK\r\n", b"", b"Content-Length: 5\r\n\r\n", b"hello"]
-    for piece in pieces:
-        outbox.write(piece)  # b"" queues nothing
-    expected = b"".join(pieces)
-    assert outbox and outbox.pending == len(expected)
-    assert outbox.flush(writer) == len(expected)
-    assert not outbox and outbox.pending == 0
-    assert _pump(outbox, writer, reader, len(expected)) == expected
-
-
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_file_slice_is_sent_fully_and_closed(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path, use_sendfile: bool
-) -> None:
-    writer, reader = pair
-    data = _pattern(2 * SENDFILE_CHUNK + 12345)  # several sendfile calls, the last one short
-    path = tmp_path / "big.bin"
-    path.write_bytes(data)
-    fd = _open(path)
-    outbox = Outbox(use_sendfile=use_sendfile)
-    try:
-        outbox.write(b"HEAD\r\n")
-        outbox.add_file(FileSlice(fd, 0, len(data)))
-        outbox.write(b"TAIL")
-        assert outbox.pending == 6 + len(data) + 4
-        received = _pump(outbox, writer, reader, 6 + len(data) + 4)
-    finally:
-        outbox.close()
-    assert received == b"HEAD\r\n" + data + b"TAIL"
-    assert outbox.pending == 0 and not outbox
-    assert _is_closed(fd), "the outbox must close the file once its slice is sent"
-
-
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_file_slice_from_an_offset(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path, use_sendfile: bool
-) -> None:
-    writer, reader = pair
-    data = _pattern(100_000)
-    path = tmp_path / "f.bin"
-    path.write_bytes(data)
-    fd = _open(path)
-    outbox = Outbox(use_sendfile=use_sendfile)
-    try:
-        outbox.add_file(FileSlice(fd, 1001, 50_000))
-        received = _pump(outbox, writer, reader, 50_000)
-    finally:
-        outbox.close()
-    assert received == data[1001:51001]
-    assert _is_closed(fd)
-
-
-def test_read_and_send_fallback_gives_the_same_bytes(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path
-) -> None:
-    writer, reader = pair
-    data = _pattern(SENDFILE_CHUNK + 7)
-    path = tmp_path / "f.bin"
-    path.write_bytes(data)
-    results = []
-    for use_sendfile in (True, False):
-        outbox = Outbox(use_sendfile=use_sendfile)
-        try:
-            outbox.add_file(FileSlice(_open(path), 0, len(data)))
-            results.append(_pump(outbox, writer, reader, len(data)))
-        finally:
-            outbox.close()
-    assert results[0] == results[1] == data
-
-
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_file_that_shrank_raises_file_shrank(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path, use_sendfile: bool
-) -> None:
-    writer, reader = pair
-    path = tmp_path / "shrinks.bin"
-    path.write_bytes(_pattern(10_000))
-    fd = _open(path)
-    outbox = Outbox(use_sendfile=use_sendfile)
-    try:
-        outbox.add_file(FileSlice(fd, 0, 10_000))  # the length promised in Content-Length
-        os.truncate(path, 100)
-        with pytest.raises(FileShrank):
-            outbox.flush(writer)
-        assert reader.recv(1 << 16) == _pattern(100)  # what there was went out
-        assert outbox.pending == 10_000 - 100
-    finally:
-        outbox.close()
-    assert _is_closed(fd), "close() must release the file of a failed slice"
-    assert issubclass(FileShrank, OSError)
-
-
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_file_that_grew_is_sent_only_up_to_the_promise(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path, use_sendfile: bool
-) -> None:
-    writer, reader = pair
-    path = tmp_path / "grows.bin"
-    path.write_bytes(_pattern(1000))
-    fd = _open(path)
-    outbox = Outbox(use_sendfile=use_sendfile)
-    try:
-        outbox.add_file(FileSlice(fd, 0, 1000))
-        with path.open("ab") as file:
-            file.write(b"X" * 5000)
-        received = _pump(outbox, writer, reader, 1000)
-    finally:
-        outbox.close()
-    assert received == _pattern(1000)
-    reader.setblocking(False)
-    with pytest.raises(BlockingIOError):
-        reader.recv(1)  # nothing past the promised length
-    assert _is_closed(fd)
-
-
-def test_partial_send_leaves_bytes_pending(pair: tuple[socket.socket, socket.socket]) -> None:
-    writer, reader = pair  # the reader does not read: the socket buffer fills up
-    data = _pattern(8 * 1024 * 1024)
-    outbox = Outbox()
-    try:
-        outbox.write(data)
-        sent = outbox.flush(writer)  # returns, rather than blocking, when the socket is full
-        assert 0 < sent < len(data)
-        assert outbox.pending == len(data) - sent > 0
-        assert bool(outbox) is True
-        assert outbox.flush(writer) == 0  # still full: nothing more, no error
-        # Once the peer reads, the rest goes out intact.
-        assert _pump(outbox, writer, reader, len(data)) == data
-        assert outbox.pending == 0 and not outbox
-    finally:
-        outbox.close()
-
-
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_partial_file_send_keeps_the_file_open_until_close(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path, use_sendfile: bool
-) -> None:
-    writer, _ = pair
-    path = tmp_path / "big.bin"
-    path.write_bytes(_pattern(8 * 1024 * 1024))
-    fd = _open(path)
-    outbox = Outbox(use_sendfile=use_sendfile)
-    try:
-        outbox.add_file(FileSlice(fd, 0, 8 * 1024 * 1024))
-        sent = outbox.flush(writer)
-        assert 0 < sent < 8 * 1024 * 1024
-        assert outbox.pending == 8 * 1024 * 1024 - sent
-        assert bool(outbox) is True
-        assert not _is_closed(fd)
-    finally:
-        outbox.close()
-    assert _is_closed(fd)
-    assert outbox.pending == 0 and not outbox
-
-
-def test_flush_to_a_closed_peer_raises_oserror(pair: tuple[socket.socket, socket.socket]) -> None:
-    writer, reader = pair
-    reader.close()
-    outbox = Outbox()
-    try:
-        outbox.write(b"anyone there?")
-        with pytest.raises(OSError):
-            outbox.flush(writer)
-    finally:
-        outbox.close()
-
-
-class _Sink:
-    """A socket that takes every byte at once, like a very fast reader."""
-
-    def send(self, data: bytes) -> int:
-        return len(data)
-
-
-def test_one_flush_leaves_the_loop_to_others(tmp_path: Path) -> None:
-    # A reader that never fills its socket must not keep the loop to itself.
-    path = tmp_path / "big.bin"
-    path.write_bytes(bytes(3 * TURN_BYTES))
-    outbox = Outbox(use_sendfile=False)
-    try:
-        outbox.add_file(FileSlice(_open(path), 0, 3 * TURN_BYTES))
-        sent = outbox.flush(_Sink())  # type: ignore[arg-type]
-        assert TURN_BYTES <= sent < 2 * TURN_BYTES
-        assert outbox.pending == 3 * TURN_BYTES - sent
-    finally:
-        outbox.close()

@@ -397,7 +397,7 @@ def test_closed_connections_are_not_kept_by_the_deadline_heap(server: Running) -
     assert wait_until(lambda: not server.server.clients)
     entries = server.server.deadlines
     assert len(entries) <= 1024 + 2
-    assert all(slot.conn is None for _, slot in entries)
+    assert all(slot.conn is None for _, _, slot in entries)
 
 
 def test_access_log_as_json(serve) -> None:

@@ -248,7 +248,7 @@ def partial_heads(server: Running, count: int) -> list[socket.socket]:
         sock.sendall(b"GET /hello.txt HTTP/1.1\r\n")
         socks.append(sock)
         assert wait_until(
-            lambda: sum(c.is_reading_head for c in list(server.server.clients)) == len(socks)
+            lambda: sum(c.incoming.fed > 0 for c in list(server.server.clients)) == len(socks)
         )
     return socks
 

@@ -18,9 +18,9 @@ import pytest
 
 from tinyhttp.config import Config
 from tinyhttp.listen import ListenError, is_wildcard, open_listener, url_for
-from tinyhttp.static import Request, host_allowed
+from tinyhttp.message import Request
 
-from .conftest import INDEX, TIMEOUT, Reader, Running
+from .conftest import INDEX, TIMEOUT, Reader, Running, host_allowed
 from .support import needs_dual_stack, needs_ipv6, needs_unix, running, unix_socket_path
 
 CURL = shutil.which("curl")

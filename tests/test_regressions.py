@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import gzip
 import os
 import subprocess
@@ -12,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import tinyhttp.connection
-import tinyhttp.static
 from tinyhttp.config import Config
-from tinyhttp.static import Request, respond
+from tinyhttp.message import FileSlice, Request
 
-from .conftest import TIMEOUT, Reader, Running
+from .conftest import TIMEOUT, Reader, Running, respond
 
 
 def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_head_deadline(serve) -> None:
@@ -40,17 +37,18 @@ def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_head_deadline(serve) -> 
         assert closed, "the trickled body kept the connection open"
 
 
-def test_out_of_descriptors_during_multipart_is_503_and_leaks_nothing(
-    site: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_more(fd: int) -> int:
-        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-
+def test_multipart_parts_share_one_descriptor_and_leak_nothing(site: Path) -> None:
+    # Each part used to hold a dup() of the file: many parts, many descriptors, and a
+    # dup() failing when out of them leaked the others.
     before = len(os.listdir("/proc/self/fd"))
-    monkeypatch.setattr(tinyhttp.static.os, "dup", no_more)
-    headers = {"host": "localhost", "range": "bytes=0-1,5-6"}
+    headers = {"host": "localhost", "range": "bytes=0-1,5-6,9-10"}
     reply = respond(Request("GET", "/hello.txt", headers), Config(root=site))
-    assert reply.status == 503
+    assert reply.status == 206
+    slices = [piece for piece in reply.pieces if isinstance(piece, FileSlice)]
+    assert len(slices) == 3 and len({piece.fd for piece in slices}) == 1
+    assert [piece.last for piece in slices] == [False, False, True]
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    reply.close()
     assert len(os.listdir("/proc/self/fd")) == before
 
 
@@ -94,7 +92,7 @@ def test_a_crash_while_answering_head_still_gets_a_500(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in the server")
 
-    monkeypatch.setattr(tinyhttp.connection, "respond", broken)
+    monkeypatch.setattr(server.server.shared, "respond", broken)
     with server.connect() as sock:
         sock.sendall(b"HEAD /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
         reader = Reader(sock)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
@@ -11,15 +10,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, portable
 from .config import Config
 from .listen import ListenError, is_wildcard
-from .server import Server, Supervisor
+from .server import Server
+from .workers import Supervisor
 
 __all__ = ["main"]
 
 # Exit status for a usage mistake, as argparse and most Unix tools use it.
 USAGE = 2
+
+
+# The limits that have a flag each: Config field, type, and what it bounds.
+LIMITS: tuple[tuple[str, type[int] | type[float], str], ...] = (
+    ("max_connections", int, "connections at once"),
+    ("max_head_bytes", int, "bytes in a request head"),
+    ("max_header_count", int, "header fields in a request"),
+    ("max_body_bytes", int, "bytes of a request body that is read and dropped"),
+    ("head_timeout", float, "seconds for a whole request head to arrive"),
+    ("idle_timeout", float, "seconds a kept-alive connection may wait for its next request"),
+    ("send_timeout", float, "seconds a client may take no bytes of its answer"),
+    ("drain_timeout", float, "seconds in-flight answers get to finish on Ctrl-C"),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,16 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     limits = p.add_argument_group("limits")
-    for flag, kind, help_text in (
-        ("max_connections", int, "connections at once"),
-        ("max_head_bytes", int, "bytes in a request head"),
-        ("max_header_count", int, "header fields in a request"),
-        ("max_body_bytes", int, "bytes of a request body that is read and dropped"),
-        ("head_timeout", float, "seconds for a whole request head to arrive"),
-        ("idle_timeout", float, "seconds a kept-alive connection may wait for its next request"),
-        ("send_timeout", float, "seconds a client may take no bytes of its answer"),
-        ("drain_timeout", float, "seconds in-flight answers get to finish on Ctrl-C"),
-    ):
+    for flag, kind, help_text in LIMITS:
         default = getattr(defaults, flag)
         limits.add_argument(
             "--" + flag.replace("_", "-"),
@@ -208,39 +212,44 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(USAGE)
 
 
-def _raise_open_files_limit() -> None:
-    """Let every connection have its file descriptor: raise the soft limit to the hard one."""
-    try:
-        import resource
-    except ImportError:
-        return  # Windows has no such limit to raise
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        # macOS refuses RLIM_INFINITY; the soft limit then still works.
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run tinyhttp with the given arguments; return the exit status."""
-    args = _parser().parse_args(argv)
-    config = Config(
+    config = _config(_parser().parse_args(argv))
+    portable.raise_open_files_limit()
+    if config.workers > 1 and not portable.CAN_FORK:
+        _fail("--workers needs fork(), which this system lacks; run without it")
+    try:
+        server = Supervisor(config, config.workers) if config.workers > 1 else Server(config)
+    except ListenError as error:
+        _fail(str(error))
+    server.catch_signals()  # before the first line: a script may signal as soon as it sees it
+    first = f"Serving {config.root} at {server.url} (Ctrl-C to stop)"
+    if config.unix is None and is_wildcard(server.config.bind):  # the bound address: `0` too
+        print(
+            "tinyhttp: warning: listening on every interface: anyone on your network "
+            "can read these files",
+            file=sys.stderr,
+        )
+        first += "; also reachable from the network"
+    print(first, flush=True)
+    server.serve()
+    print(_stopped(server.cut, config.drain_timeout), flush=True)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The flags as a Config."""
+    return Config(
         root=_root(args),
         bind=args.bind,
         port=args.port,
         unix=args.unix,
         quiet=args.quiet,
+        trace=args.trace,
+        log_json=args.log_format == "json",
         dotfiles=args.dotfiles,
         follow_symlinks=args.follow_symlinks,
         allow_hosts=tuple(args.allow_host),
-        max_connections=args.max_connections,
-        max_head_bytes=args.max_head_bytes,
-        max_header_count=args.max_header_count,
-        max_body_bytes=args.max_body_bytes,
-        head_timeout=args.head_timeout,
-        idle_timeout=args.idle_timeout,
-        send_timeout=args.send_timeout,
-        drain_timeout=args.drain_timeout,
         listing=not args.no_listing,
         max_age=args.max_age,
         extra_headers=tuple(args.header),
@@ -248,33 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         spa=args.spa,
         echo=not args.no_echo,
         workers=args.workers,
-        trace=args.trace,
-        log_json=args.log_format == "json",
+        **{name: getattr(args, name) for name, _, _ in LIMITS},
     )
-    _raise_open_files_limit()
-    if config.workers > 1 and not hasattr(os, "fork"):
-        _fail("--workers needs fork(), which this system lacks; run without it")
-    try:
-        server = Supervisor(config, config.workers) if config.workers > 1 else Server(config)
-    except ListenError as error:
-        _fail(str(error))
-    server.catch_signals()  # before the first line: a script may signal as soon as it sees it
-    if config.unix is None and is_wildcard(server.config.bind):  # the bound address: `0` too
-        print(
-            "tinyhttp: warning: listening on every interface: anyone on your network "
-            "can read these files",
-            file=sys.stderr,
-        )
-        print(
-            f"Serving {config.root} at {server.url} (Ctrl-C to stop); "
-            "also reachable from the network",
-            flush=True,
-        )
-    else:
-        print(f"Serving {config.root} at {server.url} (Ctrl-C to stop)", flush=True)
-    server.serve()
-    print("Stopped.", flush=True)
-    return 0
+
+
+def _stopped(cut: int, drain: float) -> str:
+    """The last line: `Stopped.`, and what the drain deadline cost if it cut answers."""
+    if not cut:
+        return "Stopped."
+    answers = "answer" if cut == 1 else "answers"
+    return f"Stopped; {cut} {answers} cut after the {drain:g} s drain"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A bounded cache of small files' bytes and headers that re-checks the file on every hit."""
+"""A bounded memory of small answers (hot files, folder listings), re-checked on every hit."""
 
 from __future__ import annotations
 
@@ -29,18 +29,21 @@ class Identity:
 
 @dataclass(frozen=True)
 class Cached:
-    """A file's bytes and headers, the path they came from, and the paths whose appearance
-    would change the answer (a .br/.gz sibling, an index file that takes precedence)."""
+    """An answer's bytes and headers, the path they came from, and the paths whose
+    appearance would change the answer (a .br/.gz sibling, an index file that takes
+    precedence). `expires` bounds how long it may be used at all (monotonic seconds)."""
 
     path: str
     identity: Identity
     shadows: tuple[str, ...]
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    expires: float = float("inf")
 
 
 class FileCache:
-    """Up to `max_bytes` of file bodies, first in first out; every hit costs stat() calls."""
+    """Up to `max_bytes` of answers, first in first out; every hit costs one stat() and
+    one access() per shadow."""
 
     def __init__(self, max_bytes: int, settle_seconds: float) -> None:
         self.max_bytes = max_bytes
@@ -64,7 +67,7 @@ class FileCache:
         """Remember an entry, unless the file is too fresh or too big to be worth it."""
         changed = max(entry.identity.mtime_ns, entry.identity.ctime_ns) / 1e9
         fresh = time.time() - changed < self.settle_seconds
-        if fresh or len(entry.body) > self.max_bytes // 4:
+        if fresh or len(entry.body) > self.max_bytes // 4 or not self.max_bytes:
             return
         self._drop(key)
         while self._entries and self._bytes + len(entry.body) > self.max_bytes:
@@ -74,11 +77,23 @@ class FileCache:
 
     def _still_valid(self, entry: Cached) -> bool:
         try:
-            if Identity.of(os.stat(entry.path)) != entry.identity:
-                return False  # edited, replaced or swapped for a link: never stale bytes
+            info = os.stat(entry.path)
         except OSError:
             return False
-        return not any(os.path.exists(path) for path in entry.shadows)
+        known = entry.identity
+        # Field by field, not Identity.of(): the hit path is the hottest code there is.
+        if (
+            info.st_mtime_ns != known.mtime_ns
+            or info.st_ctime_ns != known.ctime_ns
+            or info.st_size != known.size
+            or info.st_ino != known.inode
+            or info.st_dev != known.device
+        ):
+            return False  # edited, replaced or swapped for a link: never stale bytes
+        if entry.expires != float("inf") and time.monotonic() > entry.expires:
+            return False
+        # access() answers "is it there?" without raising, unlike stat() on a missing path.
+        return not any(os.access(path, os.F_OK) for path in entry.shadows)
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)

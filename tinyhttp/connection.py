@@ -1,4 +1,35 @@
-"""One client: recv() chunks into h11, each request to static.respond(), replies to the outbox."""
+"""One client: recv() chunks into h11, each request to the app, each answer into the outbox.
+
+Theory of operation
+-------------------
+The server makes a Connection for every socket accept() returns, and calls it when the socket
+is readable (on_readable), writable (on_writable) or its deadline has passed (on_timeout).
+
+h11 keeps the HTTP state of both sides: whether a request is arriving, whether our answer is
+done, whether the connection may be kept alive. We add only what h11 does not know, `phase`:
+
+    OPEN       serving requests. Every recv() chunk goes to h11, and its events are drained
+               (_pump) until it needs more bytes; each request becomes a Reply, whose head and
+               body h11 turns into bytes for the outbox.
+    CLOSING    the answer queued last is the last one (the client asked to close, or we
+               refused its request): send what is queued, then linger.
+    LINGERING  our side is shut (shutdown(SHUT_WR)): read and drop what the client still
+               sends, for a moment, so that it reads our answer instead of a reset
+               (RFC 9112 §9.6).
+    CLOSED     done: the server unregisters the socket and closes it.
+
+One deadline, and what it waits for (`waiting`), set where they change:
+
+    accepted, or a request's first byte  HEAD    head_timeout later, however the bytes trickle
+    an answer queued, or bytes sent      SEND    send_timeout later
+    all sent, kept alive                 IDLE    idle_timeout later
+    all sent, a request still arriving   HEAD    head_timeout after that request's first byte
+    our side shut                        LINGER  linger_seconds later
+
+Ownership: the server owns the socket (it registers, unregisters and closes it); the
+connection owns its h11.Connection and its outbox; the outbox owns every file descriptor
+queued in it and closes each one when its last byte is sent or the connection closes.
+"""
 
 from __future__ import annotations
 
@@ -6,80 +37,64 @@ import enum
 import socket
 import time
 import traceback
-from collections.abc import Mapping
-from http import HTTPStatus
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import h11
 
-from . import __version__
-from .cache import FileCache
+from . import checks, wire
 from .config import Config
-from .httpdate import DateClock
-from .log import AccessLog, Trace
-from .outbox import FileSlice, Outbox
-from .static import Reply, Request, error_reply, respond
+from .log import AccessLog, Exchange, Trace
+from .message import FileSlice, Refusal, Reply, Request, error_reply
+from .outbox import Outbox
 
-__all__ = ["Connection", "Heads", "Phase"]
+__all__ = ["Connection", "Phase", "Shared", "Wait"]
 
-SERVER = f"tinyhttp/{__version__}"
-# h11 sends `HTTP/1.1 200 ` unless told the reason phrase.
-REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 RECV_BYTES = 64 * 1024
-# Stop taking new requests (and reading) while this much answer waits to go out:
-# a client that pipelines without reading must not make us buffer without bound.
-HIGH_WATER = 256 * 1024
 # The states in which we may still send a response (h11 docs, "error handling").
 _CAN_ANSWER = (h11.IDLE, h11.SEND_RESPONSE)
+_MUST_CLOSE = (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
 
 
 class Phase(enum.Enum):
     """Where a connection is in its life, beyond what h11 tracks."""
 
-    OPEN = "open"  # serving requests
-    CLOSING = "closing"  # send what is queued, then close
-    LINGERING = "lingering"  # our side is shut; drain the client's leftovers (RFC 9112 §9.6)
-    CLOSED = "closed"  # the server may forget this connection and close its socket
+    OPEN = "open"
+    CLOSING = "closing"
+    LINGERING = "lingering"
+    CLOSED = "closed"
 
 
-class Heads:
-    """The h11.Response events of this second's answers, each built once and reused.
+class Wait(enum.Enum):
+    """What a connection's deadline is waiting for: the Config limit, and the close reason."""
 
-    Building a Response validates every header field, and the same small file answered a
-    thousand times a second has the same head, Date included: keep it until the Date changes.
-    """
+    HEAD = ("head_timeout", "the request never finished arriving")
+    SEND = ("send_timeout", "the client stopped reading its answer")
+    IDLE = ("idle_timeout", "keep-alive idle: no next request")
+    LINGER = ("linger_seconds", "the client never closed its side")
 
-    # Distinct heads kept within one second, at most: enough for a site's hot files.
-    LIMIT = 1024
 
-    def __init__(self, clock: DateClock) -> None:
-        self.clock = clock
-        self._date = ""
-        self._made: dict[tuple[int, tuple[tuple[str, str], ...], bool], h11.Response] = {}
+@dataclass
+class Shared:
+    """What every connection of one server shares."""
 
-    def response(
-        self, status: int, headers: tuple[tuple[str, str], ...], close: bool
-    ) -> h11.Response:
-        """The Response for a reply: Date, Server and nosniff first, then its own headers."""
-        date = self.clock.now()
-        if date != self._date or len(self._made) >= self.LIMIT:
-            self._date = date
-            self._made.clear()
-        key = (status, headers, close)
-        response = self._made.get(key)
-        if response is None:
-            response = self._made[key] = self._build(status, headers, close, date)
-        return response
+    config: Config
+    log: AccessLog
+    heads: wire.Heads
+    respond: Callable[[Request], Reply]  # the app: a request in, its answer out
+    sendfile: bool = True  # whether files go out by os.sendfile()
+    stopping: bool = False  # the server is draining: every answer is the last one
 
-    @staticmethod
-    def _build(
-        status: int, headers: tuple[tuple[str, str], ...], close: bool, date: str
-    ) -> h11.Response:
-        fields = [("Date", date), ("Server", SERVER), ("X-Content-Type-Options", "nosniff")]
-        fields.extend(headers)
-        if close:
-            fields.append(("Connection", "close"))
-        return h11.Response(status_code=status, headers=fields, reason=REASONS.get(status, b""))
+
+@dataclass(slots=True)
+class Incoming:
+    """The request arriving now: when it began, and the bytes received for it so far."""
+
+    started: float
+    fed: int = 0  # bytes given to h11 since it began: its head, its body, maybe more
+    request: Request | None = None  # once its head is complete
+    body: int = 0  # bytes of its body read (and dropped) so far
 
 
 class Connection:
@@ -87,114 +102,56 @@ class Connection:
 
     # Slots, not a __dict__: 10,000 idle connections should cost little memory each.
     __slots__ = (
-        "body_bytes",
-        "cache",
-        "config",
-        "draining",
+        "deadline",
         "h11",
-        "head_started",
-        "heads",
-        "held_back",
-        "idle_since",
-        "last_recv",
-        "last_send",
+        "incoming",
         "linger_left",
-        "linger_until",
-        "log",
-        "opened",
         "outbox",
         "peer",
         "phase",
-        "request",
+        "shared",
         "sock",
         "trace",
+        "waiting",
     )
 
     def __init__(
-        self,
-        sock: socket.socket,
-        peer: str,
-        config: Config,
-        log: AccessLog,
-        heads: Heads,
-        now: float,
-        cache: FileCache | None = None,
-        trace: Trace | None = None,
+        self, sock: socket.socket, peer: str, shared: Shared, now: float, trace: Trace | None
     ) -> None:
         self.sock = sock
         self.peer = peer
-        self.config = config
-        self.log = log
-        self.heads = heads
-        self.cache = cache
+        self.shared = shared
         self.trace = trace  # None unless --trace: each hook costs one test of None
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_bytes)
-        self.outbox = Outbox(use_sendfile=config.use_sendfile, trace=trace)
+        limit = shared.config.max_head_bytes
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
+        self.outbox = Outbox(shared.sendfile, trace)
         self.phase = Phase.OPEN
-        self.opened = now
-        self.idle_since = now  # waiting for a request since
-        self.head_started: float | None = None  # first byte of the request head
-        self.last_recv = now
-        self.last_send = now
-        self.linger_until = 0.0
+        self.incoming = Incoming(now)
         self.linger_left = 0
-        self.body_bytes = 0
-        self.request: Request | None = None  # the one being answered, for a 500's log line
-        self.held_back = False  # requests wait in h11 because the outbox is full
-        self.draining = False  # the server is stopping: answer what is in flight, then close
+        self.waiting = Wait.HEAD
+        self.deadline = now + shared.config.head_timeout
 
     # --- what the server asks ------------------------------------------------------------
 
     @property
     def wants_read(self) -> bool:
-        if self.phase is Phase.LINGERING:
-            return True
-        return (
-            self.phase is Phase.OPEN
-            and not self._must_close()
-            and (self.outbox.pending < HIGH_WATER)
-        )
+        if self.phase is Phase.OPEN:
+            return self.h11.our_state not in _MUST_CLOSE and not self.outbox.full()
+        return self.phase is Phase.LINGERING
 
     @property
     def wants_write(self) -> bool:
-        return bool(self.outbox) and self.phase in (Phase.OPEN, Phase.CLOSING)
+        return bool(self.outbox) and (self.phase is Phase.OPEN or self.phase is Phase.CLOSING)
 
-    @property
-    def deadline(self) -> float:
-        """When this connection has waited too long, whatever it is waiting for."""
-        if self.phase is Phase.LINGERING:
-            return self.linger_until
-        if self.outbox:
-            return self.last_send + self.config.send_timeout
-        if self.h11.their_state is h11.IDLE:
-            if self.head_started is not None:  # absolute: trickling bytes buys nothing
-                return self.head_started + self.config.head_timeout
-            first = self.idle_since == self.opened
-            return self.idle_since + (
-                self.config.head_timeout if first else self.config.idle_timeout
-            )
-        # Reading a body: a byte now and then must not hold the connection forever either.
-        started = self.head_started if self.head_started is not None else self.idle_since
-        return min(self.last_recv + self.config.idle_timeout, started + self.config.head_timeout)
-
-    @property
-    def is_idle(self) -> bool:
-        """Between requests, nothing half-received and nothing to send: cheap to close."""
-        return (
-            self.phase is Phase.OPEN
-            and not self.outbox
-            and (self.h11.their_state is h11.IDLE and not self._head_begun())
-        )
-
-    @property
-    def is_reading_head(self) -> bool:
-        """A request head has begun to arrive and is not complete yet."""
-        return self.h11.their_state is h11.IDLE and self._head_begun()
-
-    def _head_begun(self) -> bool:
-        # Bytes of a pipelined request may wait in h11's buffer before any recv() of ours
-        # marks head_started; asked rarely, so the buffer copy is affordable here.
-        return self.head_started is not None or bool(self.h11.trailing_data[0])
+    def may_make_room(self) -> float:
+        """From when this connection may be closed to make room for a newcomer: at once if
+        it is kept alive with nothing to do, once it has had `evict_after` to send a whole
+        request if one is due, never while a request is being answered."""
+        if self.waiting is Wait.IDLE:
+            return 0.0
+        if self.waiting is Wait.HEAD and self.h11.their_state is h11.IDLE and not self.outbox:
+            return self.incoming.started + self.shared.config.evict_after
+        return float("inf")
 
     # --- events --------------------------------------------------------------------------
 
@@ -205,16 +162,18 @@ class Connection:
         except BlockingIOError:
             return
         except OSError:
-            self.close("the client reset the connection")  # nobody is left to answer
+            self.close("the client reset the connection", "client-gone")
             return
         if self.trace:
             self.trace.received(data)
         if self.phase is Phase.LINGERING:
             self._discard(data)
             return
-        self.last_recv = now
-        if self.head_started is None and self.h11.their_state is h11.IDLE:
-            self.head_started = now
+        if data and not self.incoming.fed:  # a request's first byte: its deadline starts
+            self.incoming.started = now
+            if not self.outbox:
+                self._wait(Wait.HEAD, now)
+        self.incoming.fed += len(data)
         self.h11.receive_data(data)  # b"" tells h11 the client closed its side
         self._pump(now)
         self._flush(now)
@@ -225,206 +184,166 @@ class Connection:
 
     def on_timeout(self, now: float) -> None:
         """The deadline passed: answer 408 to a half-sent head, otherwise just close."""
-        if self.phase is Phase.OPEN and self.is_reading_head and self.h11.our_state in _CAN_ANSWER:
-            self._refuse(408, "The request took too long to arrive.", now)
+        head_begun = self.incoming.fed and self.h11.their_state is h11.IDLE
+        if self.waiting is Wait.HEAD and head_begun and self.h11.our_state in _CAN_ANSWER:
+            self._refuse(Refusal(408, "The request took too long to arrive."), now)
             self._flush(now)
+        elif self.waiting is Wait.HEAD and not self.incoming.fed:
+            self.close("timed out (no request arrived)")
         else:
-            self.close(f"timed out ({self._waiting_for()})")
+            cut = "send-timeout" if self.waiting is Wait.SEND else "timeout"
+            self.close(f"timed out ({self.waiting.value[1]})", cut)
 
     def on_crash(self, error: BaseException, now: float) -> None:
         """Our bug, not the client's: log it, answer 500 if we still can, and close."""
-        self.log.error(
+        self.shared.log.error(
             f"error while serving {self.peer}:\n{''.join(traceback.format_exception(error))}"
         )
         if self.phase is Phase.OPEN and self.h11.our_state in _CAN_ANSWER:
             # Through _refuse: `Connection: close` (a keep-alive client would otherwise send
             # its next request into a closing connection), and no body after HEAD.
-            self._refuse(500, "The server failed; the error is in its log.", now, self.request)
+            refusal = Refusal(500, "The server failed; the error is in its log.")
+            self._refuse(refusal, now, self.incoming.request)
             self._flush(now)
         else:
-            self.close("the server failed mid-answer")
+            self.close("the server failed mid-answer", "error")
 
     def drain(self) -> None:
-        """The server is stopping: close if idle, otherwise answer what is in flight, then close."""
-        self.draining = True
-        if self.is_idle:
+        """The server is stopping: close now if idle; else the answer in flight is the last."""
+        if self.phase is Phase.OPEN and not self.outbox and not self.incoming.fed:
             self.close("the server is stopping and this connection was idle")
 
-    def close(self, why: str = "the server is done with it") -> None:
-        """Done with this client; the server unregisters and closes the socket."""
-        if self.trace and self.phase is not Phase.CLOSED:
+    def close(self, why: str = "the server is done with it", cut: str = "closed") -> int:
+        """Done with this client; the server unregisters and closes the socket. Answers not
+        yet sent are logged as `cut`; returns how many there were."""
+        if self.phase is Phase.CLOSED:
+            return 0
+        if self.trace:
             self.trace.say(f"close: {why}")
         self.phase = Phase.CLOSED
-        self.outbox.close()
+        sent, now = self.outbox.sent, time.monotonic()
+        unsent = self.outbox.close()
+        for exchange in unsent:
+            body = min(max(sent - exchange.body_from, 0), exchange.ends_at - exchange.body_from)
+            self.shared.log.answered(exchange, body, now, cut)
+        return len(unsent)
 
-    def _waiting_for(self) -> str:
-        if self.phase is Phase.LINGERING:
-            return "the client never closed its side"
-        if self.outbox:
-            return "the client stopped reading its answer"
-        if self.is_reading_head:
-            return "the request head never finished"
-        if self.h11.their_state is h11.IDLE:
-            return "keep-alive idle: no next request"
-        return "the request body stopped arriving"
+    def _wait(self, why: Wait, since: float) -> None:
+        limit: float = getattr(self.shared.config, why.value[0])
+        self.waiting, self.deadline = why, since + limit
 
-    # --- from h11 events to replies ------------------------------------------------------
+    # --- from h11 events to answers ------------------------------------------------------
 
     def _pump(self, now: float) -> None:
-        """Drain h11's events until it needs more bytes, or until answers back up."""
-        while self.phase is Phase.OPEN:
-            if self.outbox.pending >= HIGH_WATER:
-                self.held_back = True  # _flush() resumes once the client has read some
-                return
+        """Take h11's events until it needs more bytes (h11's drain loop), or until answers
+        back up, or until the connection is to close."""
+        while self.phase is Phase.OPEN and not self.outbox.full():
             if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
                 self._next_cycle(now)
-            if self._must_close():
-                return  # after `Connection: close`, what follows is not processed
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as error:
-                self._refuse(error.error_status_hint, "The request was malformed.", now)
+                self._refuse(wire.refusal(error), now)
                 return
             if self.trace:
-                self.trace.say(f"h11 -> {_describe(event)}")
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
+                self.trace.say(f"h11 -> {wire.describe(event)}")
             if isinstance(event, h11.Request):
                 self._on_request(event, now)
             elif isinstance(event, h11.Data):
                 self._on_body(event)
+            elif not isinstance(event, h11.EndOfMessage):
+                return  # NEED_DATA, PAUSED (our answer is not done), ConnectionClosed
 
     def _next_cycle(self, now: float) -> None:
-        # A pipelined request may already sit in h11's buffer; the loop drains it at once,
-        # since no readable event will come for bytes we have already read.
+        # Keep-alive: both sides are done. A pipelined request may already sit in h11's
+        # buffer; the pump goes on at once, as no readable event will come for it.
         self.h11.start_next_cycle()
-        self.request = None
+        self.incoming = Incoming(now, len(self.h11.trailing_data[0]))
         if self.trace:
             self.trace.say("keep-alive: both sides are done; the connection waits for a request")
-        self.head_started = None
-        self.idle_since = now
-        self.body_bytes = 0
 
     def _on_request(self, event: h11.Request, now: float) -> None:
-        request = self.request = _plain_request(event)
-        refusal = self._check_request(event, request.headers)
+        # What arrived beyond this head (its body, the next request) is still in h11's buffer.
+        head_bytes = self.incoming.fed - len(self.h11.trailing_data[0])
+        request = self.incoming.request = wire.plain_request(event, head_bytes)
+        refusal = checks.malformed(request, self.shared.config)
         if refusal is not None:
-            status, sentence = refusal
-            self._refuse(status, sentence, now, request)
+            self._refuse(refusal, now, request)
             return
-        reply = respond(request, self.config, self.cache)
-        self._answer(reply, request, now, close=self._leaves_body_unread(reply, request))
-
-    def _check_request(
-        self, event: h11.Request, headers: Mapping[str, str]
-    ) -> tuple[int, str] | None:
-        """What h11 lets through that we must refuse ourselves (SPEC §2)."""
-        # h11 only checks the head size when a head spans several reads; count it here.
-        if _head_bytes(event) > self.config.max_head_bytes:
-            return 431, "The request head is too large."
-        if len(event.headers) > self.config.max_header_count:
-            return 431, "The request has too many header fields."
-        if not event.http_version.startswith(b"1."):
-            # HTTP/2.0, the h2 preface `PRI * HTTP/2.0`, HTTP/3.0 (RFC 9110 §6.2).
-            return 505, "This server speaks HTTP/1.1 only."
-        if "content-length" in headers and "transfer-encoding" in headers:
-            # Two framings: a proxy in front may pick the other one (request smuggling).
-            return 400, "Content-Length and Transfer-Encoding together are not allowed."
-        length = _declared_length(headers)
-        if length is not None and length > self.config.max_body_bytes:
-            return 413, "The request body is too large."
-        return None
-
-    def _leaves_body_unread(self, reply: Reply, request: Request) -> bool:
-        """Whether answering now leaves a body we will not read, so we must close after."""
-        if not _has_body(request.headers):
-            return False
-        # A client waiting for `100 Continue` will not send the body after a final answer.
-        return reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
+        reply = self.shared.respond(request)
+        # A body we will not read (we refused, or the client awaits `100 Continue`, which a
+        # final answer cancels) means the connection cannot be reused.
+        unread = reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
+        self._answer(reply, request, now, close=unread and checks.has_body(request))
 
     def _on_body(self, event: h11.Data) -> None:
         # A body on GET or HEAD means nothing to us; read it and drop it, up to the limit.
-        self.body_bytes += len(event.data)
-        if self.body_bytes > self.config.max_body_bytes:
+        self.incoming.body += len(event.data)
+        if self.incoming.body > self.shared.config.max_body_bytes:
             self.phase = Phase.CLOSING  # the answer is already queued; then hang up
 
-    def _refuse(
-        self, status: int, sentence: str, now: float, request: Request | None = None
-    ) -> None:
-        """Answer a client's mistake with an error page and close (h11's error handling)."""
+    def _refuse(self, refusal: Refusal, now: float, request: Request | None = None) -> None:
+        """Answer with an error page and close (h11's error handling)."""
         if self.h11.our_state in _CAN_ANSWER:
-            reply = error_reply(status, sentence)
+            reply = error_reply(refusal.status, refusal.sentence)
             if request is not None and request.method == "HEAD":
-                # The page's headers without its body: h11 raises on a body after HEAD, which
-                # left a refused HEAD (505, 431, ...) with no answer at all (issue 5, fuzzing).
-                reply.close()
+                reply.close()  # the page's headers without its body: h11 refuses a body here
             self._answer(reply, request, now, close=True)
         self.phase = Phase.CLOSING
 
-    def _answer(
-        self, reply: Reply, request: Request | None, now: float, close: bool = False
-    ) -> None:
-        """Queue the reply: head and small bodies as bytes, large bodies as a file slice."""
-        close = close or self.draining or self.phase is not Phase.OPEN
-        response = self.heads.response(reply.status, tuple(reply.headers), close)
-        self.outbox.write(self.h11.send(response) or b"")
+    def _answer(self, reply: Reply, request: Request | None, now: float, close: bool) -> None:
+        """Queue the reply: h11 writes the head; small bodies go as bytes, large as slices."""
+        close = close or self.shared.stopping or self.phase is not Phase.OPEN
+        response = self.shared.heads.response(reply.status, tuple(reply.headers), close)
+        outbox = self.outbox
+        outbox.write(self.h11.send(response) or b"")
+        exchange = Exchange.of(self.peer, request, reply.status, self.incoming.started)
+        exchange.body_from = outbox.queued
         for piece in reply.pieces:
             if isinstance(piece, FileSlice):
                 # h11 counts the slice's len() against Content-Length; the outbox sends it.
                 self.h11.send_with_data_passthrough(h11.Data(data=cast(bytes, piece)))
-                self.outbox.add_file(piece)
+                outbox.add_file(piece)
             elif piece:
-                self.outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
-        self.outbox.write(self.h11.send(h11.EndOfMessage()) or b"")
+                outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
+        outbox.write(self.h11.send(h11.EndOfMessage()) or b"")
+        outbox.end_answer(exchange)
         if self.trace:
             self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")
-        self.last_send = now
-        if not self.log.quiet:
-            self._log(reply, request, now)
-
-    def _log(self, reply: Reply, request: Request | None, now: float) -> None:
-        if request is None:
-            self.log.response(self.peer, "-", reply.status, reply.length, "", "", 0.0)
-            return
-        started = self.head_started if self.head_started is not None else now
-        self.log.response(
-            self.peer,
-            f"{request.method} {request.target} HTTP/{request.http_version}",
-            reply.status,
-            reply.length,
-            request.headers.get("referer", ""),
-            request.headers.get("user-agent", ""),
-            time.monotonic() - started,
-        )
+        self._wait(Wait.SEND, now)
 
     # --- sending and closing -------------------------------------------------------------
 
     def _flush(self, now: float) -> None:
-        """Send what the socket takes; when all is sent, take the next request or close."""
-        while self.phase in (Phase.OPEN, Phase.CLOSING):
+        """Send what the socket takes; once answers stop backing up, take the next requests;
+        once everything is sent, wait for the next request or close."""
+        while self.phase is Phase.OPEN or self.phase is Phase.CLOSING:
+            backed_up = self.outbox.full()
             try:
                 sent = self.outbox.flush(self.sock)
             except OSError as error:
                 # The client hung up (EPIPE, ECONNRESET), or a file shrank mid-send so the
                 # promised Content-Length can no longer be kept: either way, close.
-                self.close(f"sending failed: {error}")
+                self.close(f"sending failed: {error}", "client-gone")
                 return
-            if sent:
-                self.last_send = now
-            if self.outbox:
-                return  # the socket is full; the server waits for it to become writable
-            if self.phase is Phase.CLOSING or self._must_close():
-                self._linger(now)
-                return
-            if not self.held_back:
-                return
-            self.held_back = False
-            self._pump(now)  # requests held back while the outbox was full
+            for exchange in self.outbox.done():
+                self.shared.log.answered(exchange, exchange.ends_at - exchange.body_from, now)
+            if sent and self.outbox:
+                self._wait(Wait.SEND, now)
+            if backed_up and not self.outbox.full() and self.phase is Phase.OPEN:
+                self._pump(now)  # requests held back in h11 while answers backed up
+                continue
             if not self.outbox:
-                return
+                self._all_sent(now)
+            return
 
-    def _must_close(self) -> bool:
-        return self.h11.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+    def _all_sent(self, now: float) -> None:
+        if self.phase is Phase.CLOSING or self.h11.our_state in _MUST_CLOSE:
+            self._linger(now)
+        elif self.h11.their_state is h11.IDLE and not self.incoming.fed:
+            self._wait(Wait.IDLE, now)
+        else:
+            self._wait(Wait.HEAD, self.incoming.started)  # a request is still arriving
 
     def _linger(self, now: float) -> None:
         """Shut our side, then drain the client's leftovers so it reads our answer, not a reset."""
@@ -439,65 +358,10 @@ class Connection:
         if self.trace:
             self.trace.say("shutdown(SHUT_WR): our side is done; reading what the client sends")
         self.phase = Phase.LINGERING
-        self.linger_until = now + self.config.linger_seconds
-        self.linger_left = self.config.linger_bytes
+        self.linger_left = self.shared.config.linger_bytes
+        self._wait(Wait.LINGER, now)
 
     def _discard(self, data: bytes) -> None:
         self.linger_left -= len(data)
         if not data or self.linger_left <= 0:
             self.close("the client closed its side after our last answer")
-
-
-def _plain_request(event: h11.Request) -> Request:
-    """The request as plain values: lower-case names, repeated fields joined (RFC 9110 §5.3),
-    and the fields as sent, for the echo."""
-    headers: dict[str, str] = {}
-    raw = []
-    for name, value in event.headers.raw_items():
-        original, text = name.decode("ascii"), value.decode("latin-1")
-        raw.append((original, text))
-        key = original.lower()
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return Request(
-        method=event.method.decode("ascii"),
-        target=event.target.decode("latin-1"),  # every byte survives latin-1
-        headers=headers,
-        raw_headers=tuple(raw),
-        http_version=event.http_version.decode("ascii"),
-    )
-
-
-def _declared_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("content-length")
-    if value is None:
-        return None
-    # h11 has checked it is digits; int() of over 4,300 digits would raise.
-    return int(value) if len(value) < 19 else 10**19
-
-
-def _has_body(headers: Mapping[str, str]) -> bool:
-    """Whether a body follows the head (RFC 9112 §6.3: only these two headers say so)."""
-    length = _declared_length(headers)
-    if length is not None:
-        return length > 0
-    return "transfer-encoding" in headers
-
-
-def _head_bytes(event: h11.Request) -> int:
-    """The head's size as sent in canonical form: `name: value\r\n` per field."""
-    line = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n")
-    return line + sum(len(name) + len(value) + 4 for name, value in event.headers) + 2
-
-
-def _describe(event: object) -> str:
-    """An h11 event in a line a reader can follow."""
-    if isinstance(event, h11.Request):
-        line = b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)
-        return f"Request {line.decode('latin-1')!r} with {len(event.headers)} header fields"
-    if isinstance(event, h11.Data):
-        return f"Data: {len(event.data)} body bytes"
-    if event is h11.NEED_DATA:
-        return "NEED_DATA: no complete event yet; wait for more bytes"
-    if event is h11.PAUSED:
-        return "PAUSED: the next request waits until this answer is out"
-    return type(event).__name__

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["PATH", "REDACTED", "SECRET_HEADERS", "echo_body"]
+from .config import Config
+from .message import Reply, Request
+
+__all__ = ["PATH", "REDACTED", "SECRET_HEADERS", "echo_body", "echo_reply", "enabled"]
 
 # Under /.well-known/ (RFC 8615), the one dot-folder served by default, so no site file
 # is likely to be hidden by it.
@@ -12,6 +15,25 @@ PATH = "/.well-known/tinyhttp/echo"
 # These values are credentials: shown back, a screenshot or a pasted log would leak them.
 SECRET_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
 REDACTED = "[redacted]"
+
+
+def enabled(config: Config) -> bool:
+    """On by default, and only on loopback: behind a network bind, headers a proxy adds
+    would be shown to anyone."""
+    return config.echo and config.loopback
+
+
+def echo_reply(request: Request) -> Reply:
+    """The built-in echo: this request's own head as plain text."""
+    # HEAD gets the Content-Length a GET of the same request would (RFC 9110 §9.3.2).
+    method = "GET" if request.method == "HEAD" else request.method
+    body = echo_body(method, request.target, request.http_version, request.raw_headers)
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),  # every request differs: never keep one
+    ]
+    return Reply(200, headers, body)
 
 
 def echo_body(

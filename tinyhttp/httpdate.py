@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
+import re
 import time
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 
 __all__ = ["DateClock", "format_http_date", "parse_http_date"]
 
@@ -24,15 +24,43 @@ def format_http_date(timestamp: float) -> str:
     )
 
 
+# The three forms a recipient must accept (RFC 9110 §5.6.7), all in GMT:
+# IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`,
+# and asctime `Sun Nov  6 08:49:37 1994`.
+_TIME = r"(?P<hour>\d\d):(?P<minute>\d\d):(?P<second>\d\d)"
+_FORMS = [
+    re.compile(rf"[A-Z][a-z]{{2}}, (?P<day>\d\d) (?P<month>\w{{3}}) (?P<year>\d{{4}}) {_TIME} GMT"),
+    re.compile(rf"[A-Z][a-z]+, (?P<day>\d\d)-(?P<month>\w{{3}})-(?P<year>\d\d) {_TIME} GMT"),
+    re.compile(rf"[A-Z][a-z]{{2}} (?P<month>\w{{3}}) (?P<day>[ \d]\d) {_TIME} (?P<year>\d{{4}})"),
+]
+
+
 def parse_http_date(text: str) -> int | None:
     """Seconds since the epoch for any of the three HTTP date forms, or None if unparsable."""
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    for form in _FORMS:
+        match = form.fullmatch(text.strip(" \t"))
+        if match is not None:
+            return _seconds(match)
+    return None
+
+
+def _seconds(match: re.Match[str]) -> int | None:
+    if match["month"] not in _MONTHS:
         return None
-    if moment.tzinfo is None:  # the asctime form has no zone; HTTP dates are all GMT
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp())
+    year = int(match["year"])
+    if year < 100:
+        # RFC 9110 §5.6.7: a two-digit year more than 50 years ahead is in the past century.
+        this_year = time.gmtime().tm_year
+        year += this_year - this_year % 100
+        if year > this_year + 50:
+            year -= 100
+    fields = (year, _MONTHS.index(match["month"]) + 1, int(match["day"]))
+    clock = (int(match["hour"]), int(match["minute"]), int(match["second"]))
+    if not (1 <= fields[2] <= calendar.monthrange(*fields[:2])[1] and clock < (24, 0, 0)):
+        return None
+    if clock[1] > 59 or clock[2] > 60:
+        return None
+    return calendar.timegm((*fields, *clock, 0, 0, 0))
 
 
 class DateClock:

@@ -29,20 +29,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import os
 import socket
-import stat
-import sys
 
-__all__ = ["BACKLOG", "ListenError", "can_reuse_port", "is_wildcard", "open_listener", "url_for"]
+from . import portable, unix
+
+__all__ = [
+    "BACKLOG",
+    "ListenError",
+    "is_wildcard",
+    "open_listener",
+    "url_for",
+]
 
 # How many finished handshakes the kernel may queue before we accept() them; a burst of
 # a thousand connects must not be refused (Linux caps it at net.core.somaxconn).
 BACKLOG = 4096
-
-# A probe of an existing Unix socket file gives up after this long (a live server whose
-# accept queue is full would otherwise keep us waiting).
-PROBE_TIMEOUT = 1.0
 
 
 class ListenError(Exception):
@@ -75,9 +76,8 @@ def _tcp_listener(bind: str, port: int, reuse_port: bool = False) -> socket.sock
             f"cannot open a socket for {bind}: {error.strerror}; try --bind 127.0.0.1"
         ) from None
     try:
-        if os.name != "nt":
+        if portable.REUSE_ADDRESS:
             # Restart at once after a stop, despite the old connections in TIME_WAIT.
-            # (On Windows this option would let two servers share a port.)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and is_wildcard(address[0]):
             _dual_stack(sock)
@@ -130,9 +130,11 @@ def _explain(error: OSError, bind: str, port: int) -> str:
 
 
 def _unix_listener(path: str) -> socket.socket:
-    if not hasattr(socket, "AF_UNIX"):
+    if not portable.has_unix_sockets():
         raise ListenError("Unix sockets are not available here; use --bind and --port")
-    _remove_stale(path)
+    problem = unix.clear_stale(path)
+    if problem is not None:
+        raise ListenError(problem)
     # Family: a filesystem path. Type: a byte stream. Protocol: none to choose (0).
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -140,42 +142,8 @@ def _unix_listener(path: str) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as error:
         sock.close()
-        raise ListenError(f"cannot listen on unix:{path}: {_reason(error)}") from None
+        raise ListenError(f"cannot listen on unix:{path}: {unix.reason(error)}") from None
     return sock
-
-
-def _remove_stale(path: str) -> None:
-    """Remove a socket file left by a dead server; refuse to steal a live one.
-
-    A socket file outlives its server if the server is killed. Connecting tells the two apart:
-    nobody accepts on a stale file, so the kernel refuses at once.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise ListenError(f"cannot use unix:{path}: {_reason(error)}") from None
-    if not stat.S_ISSOCK(mode):
-        # connect() to a plain file is refused too: never take that for a stale socket.
-        raise ListenError(f"unix:{path} exists and is not a socket; choose another --unix path")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(PROBE_TIMEOUT)
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            os.unlink(path)  # nobody listens: a leftover from a server that died
-            return
-        except TimeoutError:
-            pass  # someone listens but is too busy to answer: alive
-        except OSError as error:
-            raise ListenError(f"cannot use unix:{path}: {_reason(error)}") from None
-    raise ListenError(f"unix:{path} is in use by a running server; choose another --unix path")
-
-
-def _reason(error: OSError) -> str:
-    # "AF_UNIX path too long" comes with no errno and no strerror, only its message.
-    return error.strerror or str(error)
 
 
 # --- what to print -------------------------------------------------------------------------
@@ -199,7 +167,7 @@ def is_wildcard(bind: str) -> bool:
 
 def url_for(sock: socket.socket) -> str:
     """The URL a browser on this machine should open for a listening socket."""
-    if sock.family == getattr(socket, "AF_UNIX", None):
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return f"unix:{sock.getsockname()}"  # e.g. curl --unix-socket PATH http://localhost/
     host, port = sock.getsockname()[:2]
     if is_wildcard(host):
@@ -207,8 +175,3 @@ def url_for(sock: socket.socket) -> str:
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal in a URL goes in brackets
     return f"http://{host}:{port}/"
-
-
-def can_reuse_port() -> bool:
-    """Whether SO_REUSEPORT spreads connections between processes (Linux, not macOS)."""
-    return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")

@@ -1,15 +1,27 @@
-"""Directory listings as HTML and JSON, built from entries the caller has already scanned."""
+"""Folders without an index: their entries scanned, listed as HTML or JSON, and remembered."""
 
 from __future__ import annotations
 
 import html
 import json
+import os
+import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote_from_bytes
 
-__all__ = ["Entry", "html_listing", "json_listing", "sort_entries"]
+from . import negotiate
+from .cache import Cached, FileCache, Identity
+from .files import refusal_for
+from .message import Reply, Request
+
+__all__ = ["Entry", "html_listing", "json_listing", "listing_reply", "sort_entries"]
+
+# A listing shows each file's size and time, which change without touching the folder's
+# own mtime; so a rendered listing is kept this long at most, and a folder of 10,000
+# files costs one scan per this many seconds however often it is asked for.
+KEEP_SECONDS = 2.0
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 # Shown dates have a four-digit year; a file touched to year 10000 must not crash the listing.
@@ -36,6 +48,55 @@ class Entry:
     is_dir: bool
     size: int
     mtime: float
+
+
+def listing_reply(
+    request: Request,
+    url_path: str,
+    folder: str,
+    keep: Callable[[os.DirEntry[str]], bool],
+    cache: FileCache,
+) -> Reply:
+    """The listing of `folder` (a real path) as HTML, or JSON when the client prefers it;
+    `keep` says which entries a client may see."""
+    as_json = negotiate.prefers_json(request.headers.get("accept"))
+    key = ("listing", folder, as_json)
+    hit = cache.get(key)
+    if hit is None:
+        try:
+            identity = Identity.of(os.stat(folder))  # before the scan: a change during it shows
+            entries = sort_entries(scan(folder, keep))
+        except OSError as error:
+            raise refusal_for(error) from None
+        body = json_listing(url_path, entries) if as_json else html_listing(url_path, entries)
+        media_type = "application/json" if as_json else "text/html"
+        headers = (
+            ("Content-Type", media_type + "; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+            ("Vary", "Accept"),  # the same URL answers HTML or JSON
+        )
+        hit = Cached(folder, identity, (), headers, body, time.monotonic() + KEEP_SECONDS)
+        cache.put(key, hit)
+    return Reply(200, list(hit.headers), hit.body)
+
+
+def scan(folder: str, keep: Callable[[os.DirEntry[str]], bool]) -> list[Entry]:
+    """The folder's regular files and subfolders that `keep` lets through."""
+    with os.scandir(folder) as found:
+        return [entry for item in found if keep(item) and (entry := _entry(item)) is not None]
+
+
+def _entry(item: os.DirEntry[str]) -> Entry | None:
+    try:
+        info = item.stat()
+    except OSError:
+        return None  # a broken link, or gone since scandir() saw it
+    if stat.S_ISDIR(info.st_mode):
+        return Entry(item.name, True, 0, info.st_mtime)
+    if stat.S_ISREG(info.st_mode):
+        return Entry(item.name, False, info.st_size, info.st_mtime)
+    return None  # FIFOs, sockets and devices are never served, so never listed
 
 
 def sort_entries(entries: Iterable[Entry]) -> list[Entry]:

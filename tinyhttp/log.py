@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
-__all__ = ["AccessLog", "Trace", "Tracer", "escape"]
+from .message import Request
+
+__all__ = ["AccessLog", "Exchange", "Trace", "Tracer", "escape"]
 
 # Everything a client could use to forge a log line or drive a terminal: control
 # characters (newline, ESC, and the C1 set such as 0x9b, a one-byte ESC [), the quote that
@@ -21,8 +24,36 @@ def escape(text: str) -> str:
     return text.translate(_UNSAFE)
 
 
+@dataclass(slots=True)
+class Exchange:
+    """One request and its answer, as the access log tells it once the answer is done."""
+
+    peer: str
+    request_line: str  # exactly as the client sent it, or "-" when none could be read
+    referer: str
+    user_agent: str
+    started: float  # time.monotonic() when the request's first byte arrived
+    status: int = 0
+    body_from: int = 0  # where the answer's body begins in the connection's stream of bytes
+    ends_at: int = 0  # and where the answer ends
+
+    @classmethod
+    def of(cls, peer: str, request: Request | None, status: int, started: float) -> Exchange:
+        """The log's record of a request (None: one that could not be read) and its answer."""
+        if request is None:
+            return cls(peer, "-", "", "", started, status)
+        line = f"{request.method} {request.target} HTTP/{request.http_version}"
+        referer, agent = request.headers.get("referer", ""), request.headers.get("user-agent", "")
+        return cls(peer, line, referer, agent, started, status)
+
+
 class AccessLog:
-    """Writes `peer - - [time] "request" status bytes "referer" "agent" 1.2ms` lines."""
+    """Writes `peer - - [time] "request" status bytes "referer" "agent" 1.2ms` lines.
+
+    Lines are gathered and written once per turn of the server's loop: stderr is
+    line-buffered when it is not a terminal, so a write() per line would be a system call
+    per request.
+    """
 
     def __init__(
         self, stream: TextIO | None = None, quiet: bool = False, as_json: bool = False
@@ -30,50 +61,39 @@ class AccessLog:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
         self.as_json = as_json  # --log-format json: one object per line, for machines
+        self._lines: list[str] = []
         self._second = -1
         self._stamp = ""
 
-    def response(
-        self,
-        peer: str,
-        request_line: str,
-        status: int,
-        size: int,
-        referer: str,
-        user_agent: str,
-        seconds: float,
-    ) -> None:
-        """Log one answered request; `request_line` is exactly what the client sent."""
+    def answered(self, exchange: Exchange, body_bytes: int, now: float, cut: str = "") -> None:
+        """Log one answer: the body bytes the kernel took, the time from the request's
+        first byte to the answer's last, and why it was `cut` short, if it was."""
         if self.quiet:
             return
+        ms = (now - exchange.started) * 1000
         if self.as_json:
-            self._json(peer, request_line, status, size, referer, user_agent, seconds)
+            self._lines.append(_json_line(self._timestamp(), exchange, body_bytes, ms, cut))
             return
-        self.stream.write(
-            f'{peer} - - [{self._timestamp()}] "{escape(request_line)}" {status} {size} '
-            f'"{escape(referer) or "-"}" "{escape(user_agent) or "-"}" {seconds * 1000:.2f}ms\n'
+        self._lines.append(
+            f'{exchange.peer} - - [{self._timestamp()}] "{escape(exchange.request_line)}" '
+            f'{exchange.status} {body_bytes} "{escape(exchange.referer) or "-"}" '
+            f'"{escape(exchange.user_agent) or "-"}" {ms:.2f}ms{" cut:" + cut if cut else ""}\n'
         )
-
-    def _json(
-        self, peer: str, line: str, status: int, size: int, referer: str, agent: str, seconds: float
-    ) -> None:
-        record = {
-            "time": self._timestamp(),
-            "peer": peer,
-            "request": line,
-            "status": status,
-            "bytes": size,
-            "referer": referer,
-            "user_agent": agent,
-            "ms": round(seconds * 1000, 2),
-        }
-        # json.dumps escapes quotes, backslashes and control characters; ensure_ascii writes
-        # every other byte a client chose as \u00XX, so no line can be forged or a terminal driven.
-        self.stream.write(json.dumps(record) + "\n")
 
     def error(self, text: str) -> None:
         """Something went wrong on our side; shown even with --quiet."""
-        self.stream.write(text.rstrip("\n") + "\n")
+        self.line(text.rstrip("\n"))
+
+    def line(self, text: str) -> None:
+        """Any other line for the terminal (the trace, the last words on stopping)."""
+        self._lines.append(text + "\n")
+
+    def flush(self) -> None:
+        """Write the lines gathered since the last flush, in one write()."""
+        if self._lines:
+            self.stream.write("".join(self._lines))
+            self._lines.clear()
+            self.stream.flush()
 
     def _timestamp(self) -> str:
         # strftime per request shows up in a profile; the stamp changes once a second.
@@ -82,6 +102,23 @@ class AccessLog:
             self._second = second
             self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
         return self._stamp
+
+
+def _json_line(stamp: str, exchange: Exchange, body_bytes: int, ms: float, cut: str) -> str:
+    record = {
+        "time": stamp,
+        "peer": exchange.peer,
+        "request": exchange.request_line,
+        "status": exchange.status,
+        "bytes": body_bytes,
+        "referer": exchange.referer,
+        "user_agent": exchange.user_agent,
+        "ms": round(ms, 2),
+        "cut": cut or None,
+    }
+    # json.dumps escapes quotes, backslashes and control characters; ensure_ascii writes
+    # every other byte a client chose as \u00XX, so no line can be forged or a terminal driven.
+    return json.dumps(record) + "\n"
 
 
 # --- --trace -------------------------------------------------------------------------------
@@ -93,12 +130,12 @@ TRACE_BYTES = 160
 class Trace:
     """--trace: one connection's socket-level life, each line tagged with its number."""
 
-    def __init__(self, number: int, stream: TextIO) -> None:
+    def __init__(self, number: int, log: AccessLog) -> None:
         self.tag = f"[#{number}]"
-        self.stream = stream
+        self.log = log
 
     def say(self, text: str) -> None:
-        self.stream.write(f"{self.tag} {text}\n")
+        self.log.line(f"{self.tag} {text}")
 
     def received(self, data: bytes) -> None:
         if not data:
@@ -112,12 +149,12 @@ class Trace:
 class Tracer:
     """Numbers connections in the order they are accepted and hands each its Trace."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+    def __init__(self, log: AccessLog) -> None:
+        self.log = log
         self.count = 0
 
     def accepted(self, peer: str) -> Trace:
         self.count += 1
-        trace = Trace(self.count, self.stream)
+        trace = Trace(self.count, self.log)
         trace.say(f"accept: a new connection from {peer}")
         return trace

@@ -1,15 +1,27 @@
-"""Bytes and file slices waiting to go out, sent as fast as the client takes them."""
+"""Bytes and file slices waiting to go out, sent as fast as the client takes them.
+
+The outbox owns every file descriptor queued in it: it closes each file once its last slice
+is sent, or when the connection closes. It also knows where each answer ends in the stream
+of bytes, so an answer is logged when its last byte reaches the kernel, with what was sent.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 
-from .log import Trace
+from .log import Exchange, Trace
+from .message import FileSlice
 
-__all__ = ["FileShrank", "FileSlice", "Outbox"]
+__all__ = ["FileShrank", "Outbox"]
 
+# Stop taking new requests while this much answer waits to go out: a client that
+# pipelines without reading must not make us buffer without bound.
+HIGH_WATER = 256 * 1024
+# Nor while this many files are open for it, or this many answers wait: each queued file
+# is a descriptor, and descriptors are what a few hostile connections could exhaust.
+MAX_FILES = 2
+MAX_ANSWERS = 64
 # Bytes per os.sendfile() call: nginx's sendfile_max_chunk default. Fewer calls per file,
 # and one call still returns within about a millisecond on loopback.
 SENDFILE_CHUNK = 2 * 1024 * 1024
@@ -20,19 +32,6 @@ READ_CHUNK = 256 * 1024
 TURN_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class FileSlice:
-    """`length` bytes of an open file from `offset`, for the outbox to send and close."""
-
-    fd: int
-    offset: int
-    length: int
-
-    def __len__(self) -> int:
-        # h11 frames a body by len(); this lets the slice stand in for the bytes it holds.
-        return self.length
-
-
 class FileShrank(OSError):
     """The file ended before the bytes its Content-Length promised (it was truncated)."""
 
@@ -40,18 +39,34 @@ class FileShrank(OSError):
 class Outbox:
     """A queue of bytes and file slices; `flush()` sends what the socket will take now."""
 
-    __slots__ = ("_items", "_use_sendfile", "pending", "trace")
+    __slots__ = ("_answers", "_files", "_items", "queued", "sendfile", "sent", "trace")
 
-    def __init__(self, use_sendfile: bool = True, trace: Trace | None = None) -> None:
+    def __init__(self, sendfile: bool = True, trace: Trace | None = None) -> None:
         # A list, not a deque: it rarely holds more than a head and a file, and an empty
         # deque costs 600 bytes, which 10,000 idle connections would each pay.
         self._items: list[bytearray | FileSlice] = []
-        self._use_sendfile = use_sendfile and hasattr(os, "sendfile")
-        self.pending = 0  # bytes queued and not yet sent
+        self._answers: list[Exchange] = []  # queued answers, in order, not yet all sent
+        self._files = 0  # descriptors held by the queued slices
+        self.queued = 0  # bytes ever queued on this connection
+        self.sent = 0  # bytes ever taken by the kernel
+        self.sendfile = sendfile
         self.trace = trace
 
     def __bool__(self) -> bool:
         return bool(self._items)
+
+    @property
+    def pending(self) -> int:
+        """Bytes queued and not yet sent."""
+        return self.queued - self.sent
+
+    def full(self) -> bool:
+        """Whether to stop taking requests until the client has read some answers."""
+        return (
+            self.queued - self.sent >= HIGH_WATER
+            or self._files >= MAX_FILES
+            or len(self._answers) >= MAX_ANSWERS
+        )
 
     def write(self, data: bytes) -> None:
         """Queue bytes; they join the previous bytes so one send() can carry both."""
@@ -61,12 +76,27 @@ class Outbox:
             self._items[-1] += data
         else:
             self._items.append(bytearray(data))
-        self.pending += len(data)
+        self.queued += len(data)
 
     def add_file(self, piece: FileSlice) -> None:
-        """Queue a file slice; the outbox closes the file once the slice is sent."""
+        """Queue a file slice; its last slice closes the file once sent."""
         self._items.append(piece)
-        self.pending += piece.length
+        self._files += piece.last
+        self.queued += piece.length
+
+    def end_answer(self, answer: Exchange) -> None:
+        """Mark where an answer ends: `done()` hands it back once that byte is sent."""
+        answer.ends_at = self.queued
+        self._answers.append(answer)
+
+    def done(self) -> list[Exchange]:
+        """The answers whose last byte the kernel has taken since the last call."""
+        count = 0
+        while count < len(self._answers) and self._answers[count].ends_at <= self.sent:
+            count += 1
+        finished = self._answers[:count]
+        del self._answers[:count]
+        return finished
 
     def flush(self, sock: socket.socket) -> int:
         """Send until the queue is empty or the socket is full; return the bytes sent.
@@ -84,7 +114,7 @@ class Outbox:
             except BlockingIOError:
                 break  # the socket buffer is full: wait for the next writable event
             sent += n
-            self.pending -= n
+            self.sent += n
         return sent
 
     def _send_bytes(self, sock: socket.socket, buffer: bytearray) -> int:
@@ -97,7 +127,7 @@ class Outbox:
         return n
 
     def _send_file(self, sock: socket.socket, piece: FileSlice) -> int:
-        if self._use_sendfile:
+        if self.sendfile:
             count = min(piece.length, SENDFILE_CHUNK)
             # Zero-copy: the kernel moves file pages to the socket. (socket.sendfile()
             # cannot be used: it refuses non-blocking sockets.)
@@ -107,21 +137,29 @@ class Outbox:
             os.lseek(piece.fd, piece.offset, os.SEEK_SET)  # portable, unlike os.pread
             n = sock.send(os.read(piece.fd, count))
         if self.trace:
-            how = "sendfile" if self._use_sendfile else "read+send"
+            how = "sendfile" if self.sendfile else "read+send"
             self.trace.say(f"{how}({count} bytes from offset {piece.offset}) -> {n} taken")
         if n == 0:
             raise FileShrank(f"file ended {piece.length} bytes early")
-        rest = FileSlice(piece.fd, piece.offset + n, piece.length - n)
-        self._items[0] = rest
-        if not rest.length:
+        if n < piece.length:
+            self._items[0] = FileSlice(piece.fd, piece.offset + n, piece.length - n, piece.last)
+        else:
             del self._items[0]
-            os.close(piece.fd)
+            self._release(piece)
         return n
 
-    def close(self) -> None:
-        """Drop everything queued and close the files it held."""
+    def _release(self, piece: FileSlice) -> None:
+        if piece.last:
+            os.close(piece.fd)
+            self._files -= 1
+
+    def close(self) -> list[Exchange]:
+        """Drop everything queued, close the files it held, and return the answers that
+        were cut short."""
         for item in self._items:
             if isinstance(item, FileSlice):
-                os.close(item.fd)
+                self._release(item)
         self._items.clear()
-        self.pending = 0
+        self.queued = self.sent  # nothing pending any more
+        cut, self._answers = self._answers, []
+        return cut

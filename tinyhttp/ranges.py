@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
+
+from .message import FileSlice, Reply, replace_header
 
 __all__ = [
     "MAX_RANGES",
@@ -11,6 +14,7 @@ __all__ = [
     "content_range",
     "layout_length",
     "multipart_layout",
+    "partial_reply",
     "select_ranges",
     "unsatisfied_range",
 ]
@@ -159,3 +163,29 @@ def multipart_layout(
 def layout_length(layout: list[bytes | ByteRange]) -> int:
     """The exact byte count of a multipart layout, for its Content-Length."""
     return sum(len(part) if isinstance(part, bytes) else part.length for part in layout)
+
+
+def partial_reply(
+    fd: int, size: int, headers: list[tuple[str, str]], selected: list[ByteRange]
+) -> Reply:
+    """206 for the selected ranges of an open file, with the file's `headers`: one range as
+    it is, several as multipart/byteranges."""
+    if len(selected) == 1:
+        part = selected[0]
+        headers = replace_header(headers, "Content-Length", str(part.length))
+        headers.append(("Content-Range", content_range(part, size)))
+        return Reply(206, headers, FileSlice(fd, part.start, part.length))
+    boundary = secrets.token_hex(16)
+    layout = multipart_layout(selected, size, dict(headers)["Content-Type"], boundary)
+    # Every part is a slice of the one descriptor, sent by offset: however many parts, the
+    # reply holds one file open, and the last slice closes it.
+    body: list[bytes | FileSlice] = [
+        piece if isinstance(piece, bytes) else FileSlice(fd, piece.start, piece.length, False)
+        for piece in layout
+    ]
+    last = body[-2]  # the closing delimiter comes after the last part
+    assert isinstance(last, FileSlice)
+    body[-2] = FileSlice(last.fd, last.offset, last.length, True)
+    headers = replace_header(headers, "Content-Type", f"multipart/byteranges; boundary={boundary}")
+    headers = replace_header(headers, "Content-Length", str(layout_length(layout)))
+    return Reply(206, headers, body)

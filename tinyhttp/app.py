@@ -1,0 +1,49 @@
+"""What the server answers to one request: a plain Request in, a Reply out, no I/O but files.
+
+The connection calls `App.respond()` once per request that passed its checks; this is where the
+features meet: the Host check, the methods, the built-in pages, the files, and what the flags
+add to every answer.
+"""
+
+from __future__ import annotations
+
+from . import checks, echo, features, static
+from .cache import FileCache
+from .config import Config
+from .message import Refusal, Reply, Request, error_reply
+
+__all__ = ["App"]
+
+
+class App:
+    """The site a server serves: its configuration and its cache of hot small files."""
+
+    def __init__(self, config: Config, cache: FileCache | None = None) -> None:
+        self.config = config
+        self.cache = cache or FileCache(config.cache_bytes, config.cache_settle_seconds)
+
+    def respond(self, request: Request) -> Reply:
+        """The whole answer to one request; HEAD gets GET's headers and no body."""
+        try:
+            reply = self._route(request)
+        except Refusal as refusal:
+            reply = error_reply(refusal.status, refusal.sentence)
+        if reply.status == 404 and request.method in ("GET", "HEAD"):
+            reply = features.custom_404(self.config) or reply
+        features.decorate(reply, self.config)
+        if request.method == "HEAD":
+            reply.close()  # HEAD repeats GET's headers, Content-Length included, but no body
+        return reply
+
+    def _route(self, request: Request) -> Reply:
+        refusal = checks.host_refusal(request, self.config)
+        if refusal is not None:
+            raise refusal
+        if request.method not in ("GET", "HEAD"):
+            if request.method == "OPTIONS" and request.target != "*":
+                static.parse_target(request.target)  # `*` is legal for OPTIONS only
+            return features.method_reply(request, self.config)
+        path, query = static.parse_target(request.target)
+        if path == echo.PATH and echo.enabled(self.config):
+            return echo.echo_reply(request)
+        return static.serve(request, path, query, self.config, self.cache)
