@@ -196,6 +196,34 @@ ATTACKS = {
     ),
     "http-1.0-absolute-other-host": (b"GET http://evil.example/ HTTP/1.0\r\n\r\n", [400], "close"),
     "star-with-get": (get(b"*"), [400], "alive"),
+    # A Host that is not `host [":" port]` (RFC 3986 §3.2.2) is a 400 (RFC 9112 §3.2).
+    "host-port-not-digits": (b"GET / HTTP/1.1\r\nHost: localhost:evil\r\n\r\n", [400], "alive"),
+    "host-with-userinfo": (
+        b"GET / HTTP/1.1\r\nHost: localhost:8000@evil.com\r\n\r\n",
+        [400],
+        "alive",
+    ),
+    "host-port-then-name": (
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:80.evil.com\r\n\r\n",
+        [400],
+        "alive",
+    ),
+    "host-unclosed-bracket": (b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", [400], "alive"),
+    "host-two-ports": (b"GET / HTTP/1.1\r\nHost: localhost:1:2\r\n\r\n", [400], "alive"),
+    "absolute-form-with-userinfo": (
+        b"GET http://localhost:8000@evil.com/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        [400],
+        "alive",
+    ),
+    "absolute-form-empty-host": (get(b"http:///hello.txt"), [400], "alive"),
+    "host-ipv6-with-port": (b"GET /hello.txt HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", [200], "alive"),
+    # Paths normalise as RFC 3986 §5.2.4 says: /file/. is /file/, a folder that is not there.
+    "file-then-dot": (get(b"/hello.txt/."), [404], "alive"),
+    "file-then-dotdot": (get(b"/sub/x/.."), [200], "alive"),
+    # A % not followed by two hex digits is not a URI (RFC 3986 §2.1).
+    "percent-alone": (get(b"/100%.txt"), [400], "alive"),
+    "percent-one-digit": (get(b"/a%2"), [400], "alive"),
+    "percent-not-hex": (get(b"/a%zz"), [400], "alive"),
     "script-in-target": (get(b"/<script>alert(1)</script>"), [404], "alive"),
     "script-in-query": (get(b"/sub?<script>alert(1)</script>"), [301], "alive"),
     # Refusals of HEAD: the error page's headers, no body (h11 would refuse one).

@@ -734,3 +734,69 @@ def test_open_files_soft_limit_is_raised_to_the_hard_limit(
     assert (soft_now, hard_now) == (str(hard), str(hard)), row
     get_hello(http, server)
     assert server.stop() == 0
+
+
+# --- flags that contradict each other, and a missing dependency ----------------------------------
+
+
+@pytest.mark.parametrize("extra", [("--port", "8080"), ("--bind", "127.0.0.1"), ("-p", "0")])
+def test_unix_with_an_address_is_refused(
+    docroot: Path, tmp_path: Path, extra: tuple[str, str]
+) -> None:
+    # The port used to be ignored silently and the server ran on the socket file.
+    message = assert_usage_error(run_cli(str(docroot), "--unix", str(tmp_path / "s"), *extra))
+    assert "--unix" in message and extra[0].lstrip("-")[:1] in message
+
+
+@pytest.mark.parametrize("args", [("A", "A"), ("A", "-d", "A"), ("A", "B", "C")])
+def test_one_folder_at_a_time(docroot: Path, args: tuple[str, ...]) -> None:
+    named = [str(docroot) if arg in "ABC" else arg for arg in args]
+    message = assert_usage_error(run_cli(*named))
+    assert "one folder" in message
+
+
+def test_help_writes_seconds_as_s() -> None:
+    text = run_cli("--help").stdout
+    for flag in ("--head-timeout S", "--idle-timeout S", "--send-timeout S", "--drain-timeout S"):
+        assert flag in text, text
+    assert "--max-connections N" in text
+
+
+def test_without_h11_one_line_says_how_to_install(tmp_path: Path) -> None:
+    # -S: no site-packages, so no h11; the package itself is found from the repository root.
+    root = Path(tinyhttp.__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "tinyhttp", "--port", "0"],
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    message = assert_usage_error(result)
+    assert "h11" in message
+    assert "pip install -q -e ." in message  # README's set-up command
+
+
+# --- what a stop cost ----------------------------------------------------------------------------
+
+
+def test_a_drain_that_cuts_an_answer_says_so(
+    launch: Callable[..., Tinyhttp], docroot: Path
+) -> None:
+    with open(docroot / "big.bin", "wb") as big:
+        big.truncate(256 * 1024 * 1024)
+    server = launch(str(docroot), "--port", "0", "--drain-timeout", "0.5")
+    server.started()
+    with connect(server.port) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")  # then it stops reading
+        server.send(signal.SIGTERM)
+        assert server.finish() == 0
+    assert server.stdout[-1] == "Stopped; 1 answer cut after the 0.5 s drain"
+    line = next(line for line in server.stderr if "/big.bin" in line)
+    match = ACCESS_LINE.match(line)
+    assert match is not None, line
+    assert 0 < int(match["size"]) < 256 * 1024 * 1024
+    assert line.endswith(" cut:drain")

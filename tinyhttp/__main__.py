@@ -13,13 +13,13 @@ from typing import NoReturn
 from . import __version__, portable
 from .config import Config
 from .listen import ListenError, is_wildcard
-from .server import Server
-from .workers import Supervisor
 
 __all__ = ["main"]
 
 # Exit status for a usage mistake, as argparse and most Unix tools use it.
 USAGE = 2
+# README's first set-up command: what to run when h11, the one dependency, is missing.
+INSTALL = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/tinyhttp"
 
 
 # The limits that have a flag each: Config field, type, and what it bounds.
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     defaults = Config()
     p = _Parser(prog="tinyhttp", description="Serve a folder over HTTP/1.1.")
     p.add_argument(
-        "directory", nargs="?", help="folder to serve (default: ./www if it exists, else .)"
+        "directory", nargs="*", help="folder to serve (default: ./www if it exists, else .)"
     )
     p.add_argument(
         "-d", "--directory", dest="directory_flag", metavar="DIR", help="same as DIRECTORY"
@@ -53,16 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-b",
         "--bind",
-        default=defaults.bind,
         metavar="ADDRESS",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 or :: for the network)",
+        help=f"address to listen on (default {defaults.bind}; 0.0.0.0 or :: for the network)",
     )
     p.add_argument(
-        "-p",
-        "--port",
-        type=_port,
-        default=defaults.port,
-        help="TCP port (default 8000; 0 = any free port)",
+        "-p", "--port", type=_port, help=f"TCP port (default {defaults.port}; 0 = any free port)"
     )
     p.add_argument("--unix", metavar="PATH", help="listen on a Unix domain socket instead of TCP")
     p.add_argument(
@@ -133,8 +128,10 @@ def _parser() -> argparse.ArgumentParser:
             "--" + flag.replace("_", "-"),
             type=_positive(kind),
             default=default,
-            metavar="N",
-            help=f"{help_text} (default {default})",
+            metavar="S" if kind is float else "N",  # seconds, as README writes them
+            help=f"{help_text} (default {default:g})"
+            if kind is float
+            else f"{help_text} (default {default})",
         )
     p.add_argument("--version", action="version", version=f"tinyhttp {__version__}")
     return p
@@ -194,7 +191,10 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
 
 def _root(args: argparse.Namespace) -> Path:
     """The folder to serve, or exit with one line that says what is wrong with it."""
-    given = args.directory_flag or args.directory
+    folders = [*args.directory, *([args.directory_flag] if args.directory_flag else [])]
+    if len(folders) > 1:
+        _fail(f"one folder at a time, not {len(folders)}: tinyhttp serves a single folder")
+    given = folders[0] if folders else None
     if given is None:
         return Path("www") if Path("www").is_dir() else Path(".")
     path = Path(given)
@@ -215,6 +215,13 @@ def _fail(message: str) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run tinyhttp with the given arguments; return the exit status."""
     config = _config(_parser().parse_args(argv))
+    try:
+        from .server import Server  # the loop, and with it h11, the one dependency
+        from .workers import Supervisor
+    except ModuleNotFoundError as missing:
+        if missing.name != "h11":
+            raise
+        _fail(f"h11 is not installed; from the repository root run: {INSTALL}")
     portable.raise_open_files_limit()
     if config.workers > 1 and not portable.CAN_FORK:
         _fail("--workers needs fork(), which this system lacks; run without it")
@@ -239,10 +246,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _config(args: argparse.Namespace) -> Config:
     """The flags as a Config."""
+    if args.unix is not None and (args.port is not None or args.bind is not None):
+        flag = "--port" if args.port is not None else "--bind"
+        _fail(f"--unix listens on a socket file, not an address: drop {flag} or --unix")
+    defaults = Config()
     return Config(
         root=_root(args),
-        bind=args.bind,
-        port=args.port,
+        bind=defaults.bind if args.bind is None else args.bind,
+        port=defaults.port if args.port is None else args.port,
         unix=args.unix,
         quiet=args.quiet,
         trace=args.trace,

@@ -66,7 +66,8 @@ class FileCache:
     def put(self, key: Hashable, entry: Cached) -> None:
         """Remember an entry, unless the file is too fresh or too big to be worth it."""
         changed = max(entry.identity.mtime_ns, entry.identity.ctime_ns) / 1e9
-        fresh = time.time() - changed < self.settle_seconds
+        # An entry that expires soon anyway (a listing) bounds its own staleness.
+        fresh = time.time() - changed < self.settle_seconds and entry.expires == float("inf")
         if fresh or len(entry.body) > self.max_bytes // 4 or not self.max_bytes:
             return
         self._drop(key)
