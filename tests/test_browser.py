@@ -19,9 +19,10 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
@@ -202,6 +203,17 @@ class Tab:
         assert loaded, f"{url} did not finish loading"
         assert self.devtools.wait_for(self._network_idle), f"{url}: requests still open"
         self.devtools.drain(quiet=0.2)  # late console messages, a favicon
+
+    def click(self, expression: str) -> None:
+        """Click the element `expression` finds, then wait for the page it leads to."""
+        self.devtools.events.clear()
+        self.evaluate(f"({expression}).click()")
+        loaded = self.devtools.wait_for(
+            lambda: any(p["name"] == "load" for p in self.mine("Page.lifecycleEvent"))
+        )
+        assert loaded, f"clicking {expression} loaded no page"
+        assert self.devtools.wait_for(self._network_idle), f"{expression}: requests still open"
+        self.devtools.drain(quiet=0.2)
 
     def _network_idle(self) -> bool:
         started = {p["requestId"] for p in self.mine("Network.requestWillBeSent")}
@@ -441,6 +453,141 @@ def test_front_page_says_when_the_echo_is_off(
         p["response"]["url"]: p["response"]["status"] for p in tab.mine("Network.responseReceived")
     }
     assert statuses[urljoin(server.url, "/.well-known/tinyhttp/echo")] == 404
+
+
+# --- the pages tinyhttp writes itself: listings and error pages --------------------------
+
+ODD = "<b>&\"' odd"  # a folder name that must be escaped as text and quoted in links
+DEEP = f"/files/notes/{ODD}/"  # a listing three folders down, in a copy of www/
+MISSING = "/no/such/page.html"
+
+
+@pytest.fixture
+def copy_server(serve: Callable[..., Running], tmp_path: Path) -> Running:
+    """tinyhttp serving a copy of www/ with one more folder, deep and oddly named."""
+    root = tmp_path / "site-copy"
+    shutil.copytree(WWW, root)
+    (root / DEEP.strip("/")).mkdir()
+    (root / DEEP.strip("/") / "deep.txt").write_bytes(b"three folders down\n")
+    return serve(root=root)
+
+
+def _url(server: Running, path: str) -> str:
+    return urljoin(server.url, quote(path))
+
+
+def _problems_besides(tab: Tab, url: str, status: int) -> list[str]:
+    """tab.problems(), less the page's own status when an error page is what was asked for:
+    Chromium reports a 404 document on the console too."""
+    expected = {
+        f"{status} for {url}",
+        f"console: Failed to load resource: the server responded with a status of {status} "
+        f"({HTTPStatus(status).phrase}) ({url})",
+    }
+    return [problem for problem in tab.problems() if problem not in expected]
+
+
+def _load_only(tab: Tab, url: str, status: int) -> None:
+    """Load a page tinyhttp writes, and check it came clean and asked for nothing more."""
+    tab.load(url)
+    assert not _problems_besides(tab, url, status), _problems_besides(tab, url, status)
+    documents = [p for p in tab.mine("Network.responseReceived") if p["type"] == "Document"]
+    assert [p["response"]["status"] for p in documents] == [status], url
+    # No stylesheet, font, image or script: only the browser's own favicon request.
+    assert set(_requested_urls(tab)) <= {url, urljoin(url, "/favicon.ico")}, _requested_urls(tab)
+
+
+# Body text and links, whose contrast must be 4.5:1 or more (WCAG 2.x, 1.4.3).
+LISTING_TEXT = ("h1", ".crumbs", ".crumbs [aria-current]", ".crumbs a", "th", "td a", "td.size")
+BUILT_IN = [
+    # name, path, status, what to check the contrast of
+    ("listing", "/files/", 200, (*LISTING_TEXT, "td.modified", ".brand")),
+    ("listing-deep", DEEP, 200, LISTING_TEXT),
+    ("404", MISSING, 404, ("h1", "main p", "main a", ".brand")),
+]
+
+
+def test_listing_and_error_page_read_well_in_light_and_dark(
+    browser: DevTools, copy_server: Running, tmp_path: Path
+) -> None:
+    tab = Tab(browser)
+    backgrounds: dict[str, dict[str, str]] = {name: {} for name, *_ in BUILT_IN}
+    for scheme in ("light", "dark"):
+        tab.call(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+        )
+        for name, path, status, selectors in BUILT_IN:
+            _load_only(tab, _url(copy_server, path), status)
+            shot = tab.screenshot(tmp_path / f"{name}-{scheme}.png")
+            print(f"screenshot ({name}, {scheme}): {shot}")
+            backgrounds[name][scheme] = colours(tab, "h1")[1]
+            for selector in selectors:
+                foreground, behind = colours(tab, selector)
+                ratio = contrast(foreground, behind)
+                assert ratio >= 4.5, (
+                    f"{name} {scheme}: {selector}: {foreground} on {behind}: {ratio:.2f}"
+                )
+    for name, seen in backgrounds.items():
+        assert seen["light"] != seen["dark"], (name, seen)
+        assert _luminance(seen["light"]) > _luminance(seen["dark"]), (name, seen)
+
+
+# How a cell is laid out: its alignment, its digits, whether it may wrap.
+LAYOUT_JS = """
+(selector) => {
+  const style = getComputedStyle(document.querySelector(selector));
+  return [style.textAlign, style.fontVariantNumeric, style.whiteSpace];
+}
+"""
+
+
+def test_listing_lines_up_sizes_and_dates(browser: DevTools, copy_server: Running) -> None:
+    tab = Tab(browser)
+    _load_only(tab, _url(copy_server, "/files/"), 200)
+    size = tab.evaluate(f"({LAYOUT_JS})('td.size')")
+    modified = tab.evaluate(f"({LAYOUT_JS})('td.modified')")
+    assert size == ["right", "tabular-nums", "nowrap"]
+    assert modified == ["left", "tabular-nums", "nowrap"]
+
+
+def test_breadcrumb_links_lead_to_each_folder_above(
+    browser: DevTools, copy_server: Running
+) -> None:
+    tab = Tab(browser)
+    _load_only(tab, _url(copy_server, DEEP), 200)
+    crumbs = tab.evaluate(
+        "Array.from(document.querySelectorAll('.crumbs li'),"
+        " li => [li.textContent, li.querySelector('a') !== null])"
+    )
+    assert crumbs == [["/", True], ["files", True], ["notes", True], [ODD, False]]
+    assert tab.evaluate("document.querySelector('h1').textContent") == f"Index of {DEEP}"
+    for position, path in enumerate(["/", "/files/", "/files/notes/"]):
+        _load_only(tab, _url(copy_server, DEEP), 200)
+        tab.click(f"document.querySelectorAll('.crumbs a')[{position}]")
+        assert _path_shown(tab) == path
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "link"),
+    [(DEEP, 200, ".brand"), (MISSING, 404, ".brand"), (MISSING, 404, "main p a")],
+    ids=["listing-bar", "404-bar", "404-way-back"],
+)
+def test_root_links_lead_to_the_front_page(
+    browser: DevTools, copy_server: Running, path: str, status: int, link: str
+) -> None:
+    tab = Tab(browser)
+    _load_only(tab, _url(copy_server, path), status)
+    tab.click(f"document.querySelector({json.dumps(link)})")
+    assert _path_shown(tab) == "/"
+
+
+def _path_shown(tab: Tab) -> str:
+    """The path of the page the tab shows now, decoded, once it loaded with a 200."""
+    documents = [p for p in tab.mine("Network.responseReceived") if p["type"] == "Document"]
+    assert [p["response"]["status"] for p in documents] == [200]
+    assert not tab.problems(), tab.problems()
+    return str(tab.evaluate("decodeURIComponent(location.pathname)"))
 
 
 def test_contrast_formula() -> None:

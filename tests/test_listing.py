@@ -1,15 +1,19 @@
-"""Directory listings (SPEC §4): order, escaping, links, and the JSON twin, as pure calls."""
+"""Directory listings and the built-in pages: order, escaping, links, the breadcrumb, the frame
+they share with error pages, and the JSON twin, as pure calls."""
 
 from __future__ import annotations
 
 import calendar
 import json
+import re
 from html.parser import HTMLParser
+from http import HTTPStatus
 from urllib.parse import unquote
 
 import pytest
 
 from tinyhttp.listing import Entry, html_listing, json_listing, sort_entries
+from tinyhttp.pages import error_page
 
 MTIME = calendar.timegm((2026, 11, 24, 21, 5, 42))  # 2026-11-24 21:05:42 UTC
 
@@ -23,6 +27,8 @@ HOSTILE_NAMES = [
     "javascript:alert(1)",
     "a:b",
 ]
+# Attributes whose value a browser loads or follows (HTML Living Standard).
+URL_ATTRIBUTES = {"href", "src", "srcset", "action", "formaction", "poster", "data", "ping"}
 
 
 def file(name: str, size: int = 10, mtime: float = MTIME) -> Entry:
@@ -39,8 +45,13 @@ class Page(HTMLParser):
     def __init__(self, page: bytes) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[str] = []
-        self.hrefs: list[str] = []
-        self.links: list[str] = []  # the text of each link
+        self.hrefs: list[str] = []  # the links in the table: the entries, and ../
+        self.links: list[str] = []  # the text of each of those links
+        self.frame_hrefs: list[str] = []  # every other link: the bar's, the breadcrumb's
+        self.crumbs: list[tuple[str, str | None]] = []  # each crumb's text, and its link if any
+        self.marked_current: list[str] = []  # the tags marked aria-current
+        self.urls: list[str] = []  # every attribute that names something to fetch or follow
+        self.style = ""
         self.title = ""
         self.h1 = ""
         self._inside: list[str] = []
@@ -50,21 +61,32 @@ class Page(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         self._inside.append(tag)
-        if tag == "a":
-            self.hrefs.append(dict(attrs)["href"] or "")
+        values = dict(attrs)
+        self.urls += [v or "" for k, v in attrs if k in URL_ATTRIBUTES]
+        if "aria-current" in values:
+            self.marked_current.append(tag)
+        if tag == "li" and "nav" in self._inside:
+            self.crumbs.append(("", None))
+        if tag == "a" and "table" in self._inside:
+            self.hrefs.append(values["href"] or "")
             self.links.append("")
+        elif tag == "a":
+            self.frame_hrefs.append(values["href"] or "")
+            if self.crumbs and "li" in self._inside:
+                self.crumbs[-1] = (self.crumbs[-1][0], values["href"])
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._inside:
             del self._inside[len(self._inside) - 1 - self._inside[::-1].index(tag) :]
 
     def handle_data(self, data: str) -> None:
-        if "a" in self._inside:
+        if "a" in self._inside and "table" in self._inside:
             self.links[-1] += data
-        if "title" in self._inside:
-            self.title += data
-        if "h1" in self._inside:
-            self.h1 += data
+        if "li" in self._inside and "nav" in self._inside:
+            self.crumbs[-1] = (self.crumbs[-1][0] + data, self.crumbs[-1][1])
+        for tag in ("title", "h1", "style"):
+            if tag in self._inside:
+                setattr(self, tag, getattr(self, tag) + data)
 
 
 # --- order ---------------------------------------------------------------------------------
@@ -206,6 +228,51 @@ def test_undecodable_name_bytes_are_shown_replaced_and_linked_as_bytes() -> None
     assert json.loads(json_listing("/", [file(name)]))["entries"][0]["href"] == "./caf%E9.txt"
 
 
+def test_sizes_line_up_on_the_right_and_dates_digit_under_digit() -> None:
+    style = Page(html_listing("/", [file("a.txt")])).style
+    assert ".size { text-align: right; }" in style
+    assert "font-variant-numeric: tabular-nums;" in style  # every digit the same width
+
+
+# --- the breadcrumb and the way back to the root -------------------------------------------
+
+
+def test_breadcrumb_links_the_root_and_every_folder_above() -> None:
+    page = Page(html_listing("/files/sub/deep/", []))
+    assert page.crumbs == [("/", "/"), ("files", "/files/"), ("sub", "/files/sub/"), ("deep", None)]
+    assert page.marked_current == ["li"]  # the folder shown is marked, not linked
+
+
+def test_breadcrumb_at_the_root_is_the_root_alone() -> None:
+    page = Page(html_listing("/", []))
+    assert page.crumbs == [("/", None)]
+
+
+@pytest.mark.parametrize("name", ["<b>&\"'", *(n for n in HOSTILE_NAMES if "/" not in n)])
+def test_breadcrumb_shows_odd_folder_names_as_text_and_quotes_their_links(name: str) -> None:
+    text = html_listing(f"/{name}/sub/", []).decode("utf-8")
+    page = Page(text.encode())
+    assert page.crumbs[1][0] == name  # shown exactly, as text
+    href = page.crumbs[1][1] or ""
+    assert href.startswith("/") and href.endswith("/") and not href.startswith("//")
+    assert unquote(href[1:-1], errors="strict") == name
+    assert not set(href[1:-1]) & set("/#?:; \"'<>&")  # nothing that ends the path or attribute
+    assert "<b>" not in text and "<script>" not in text
+
+
+def test_breadcrumb_keeps_undecodable_bytes_as_bytes() -> None:
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    page = Page(html_listing(f"/{name}/x/", []))
+    assert page.crumbs[1] == ("caf\ufffd", "/caf%E9/")
+
+
+def test_a_listing_links_to_the_root_from_its_bar() -> None:
+    for path in ("/", "/files/", "/files/sub/"):
+        page = Page(html_listing(path, []))
+        assert page.frame_hrefs[0] == "/", path
+        assert page.tags.count("header") == 1
+
+
 # --- the JSON twin -------------------------------------------------------------------------
 
 
@@ -255,3 +322,54 @@ def test_json_hrefs_round_trip_and_stay_relative(name: str) -> None:
 def test_json_keeps_a_hostile_path_as_data() -> None:
     path = '/"</script>\\/'
     assert json.loads(json_listing(path, []))["path"] == path
+
+
+# --- the frame every built-in page shares --------------------------------------------------
+
+ERROR_PAGES = [
+    error_page(404, "Not Found", "No such file."),
+    error_page(301, "Moved Permanently", 'It is at <a href="/files/">/files/</a>.'),
+    error_page(503, "Service Unavailable", "The server is too busy; try again shortly."),
+]
+LISTINGS = [
+    html_listing("/", [folder("files"), file("a.txt")]),
+    html_listing("/<b>&\"'/sub/", sort_entries([*map(file, HOSTILE_NAMES), folder("a:b")])),
+]
+
+
+def test_error_page_has_the_status_the_sentence_and_a_way_back() -> None:
+    body = error_page(404, "Not Found", "No such <em>file</em>.")
+    page = Page(body)
+    assert page.title == page.h1 == "404 Not Found"
+    assert b"No such <em>file</em>." in body  # the sentence is safe HTML, kept as it is
+    assert page.frame_hrefs == ["/", "/"]  # the bar, and a link back to the root
+    assert page.tags.count("main") == 1
+
+
+def test_error_page_keeps_a_link_in_its_sentence() -> None:
+    assert Page(ERROR_PAGES[1]).frame_hrefs == ["/", "/files/", "/"]
+
+
+def test_error_pages_are_small() -> None:
+    sentence = "The server is too busy to open the file; try again shortly."  # the longest
+    for status in HTTPStatus:
+        assert len(error_page(status.value, status.phrase, sentence)) < 2500, status
+
+
+@pytest.mark.parametrize("body", [*ERROR_PAGES, *LISTINGS])
+def test_every_page_is_light_and_dark(body: bytes) -> None:
+    text = body.decode("utf-8")
+    assert '<meta name="color-scheme" content="light dark">' in text
+    style = Page(body).style
+    assert "color-scheme: light dark;" in style
+    assert "@media (prefers-color-scheme: dark)" in style
+
+
+@pytest.mark.parametrize("body", [*ERROR_PAGES, *LISTINGS])
+def test_no_page_loads_or_links_anything_external(body: bytes) -> None:
+    page = Page(body)
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(page.tags)
+    assert page.urls  # the check below sees the links
+    for url in page.urls:
+        assert not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:|//", url), url  # no scheme, no host
+    assert "url(" not in page.style and "@import" not in page.style

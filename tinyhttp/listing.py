@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote_from_bytes
 
-from . import negotiate
+from . import negotiate, pages
 from .cache import Cached, FileCache, Identity
 from .files import refusal_for
 from .message import Reply, Request
@@ -28,16 +28,25 @@ _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 _LATEST = 253402300799  # 9999-12-31 23:59:59 UTC
 _NO_SIZE = "\u2014"  # an em dash: a folder's size on disk tells the reader nothing
 
+# What a listing adds to the shared look (pages.STYLE): the trail of folders above the table,
+# and a table whose sizes line up on the right and whose dates line up digit under digit.
 _STYLE = """\
-:root { color-scheme: light dark; font-family: system-ui, sans-serif; }
-body { max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.4rem; overflow-wrap: anywhere; }
-table { width: 100%; border-collapse: collapse; }
-th, td { padding: 0.35rem 0.75rem; text-align: left; border-bottom: 1px solid #8884; }
+.crumbs { display: flex; flex-wrap: wrap; margin: 0; padding: 0; list-style: none;
+  color: var(--muted); font-size: 0.93rem; overflow-wrap: anywhere; }
+.crumbs li::after { content: "\\203A"; margin: 0 0.45rem; }
+.crumbs [aria-current] { color: var(--fg); font-weight: 600; }
+table { width: 100%; border-collapse: collapse; margin: 1rem 0 1.5rem; font-size: 0.95rem; }
+th, td { padding: 0.45rem 0.6rem; text-align: left; border-bottom: 1px solid var(--border); }
+thead th { border-bottom-width: 2px; font-weight: 650; }
+th:first-child { width: 100%; } /* the names take the room; sizes and dates only need theirs */
 td:first-child { overflow-wrap: anywhere; }
+td a { text-decoration: none; }
+td a:hover, td a:focus-visible { text-decoration: underline; }
+.dir a { font-weight: 600; }
 .size, .modified { white-space: nowrap; font-variant-numeric: tabular-nums; }
 .size { text-align: right; }
-tbody tr:hover { background: #8881; }"""
+tbody tr:hover { background: var(--soft); }
+@media (max-width: 30rem) { table { font-size: 0.9rem; } th, td { padding: 0.45rem 0.25rem; } }"""
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def listing_reply(
     """The listing of `folder` (a real path) as HTML, or JSON when the client prefers it;
     `keep` says which entries a client may see."""
     as_json = negotiate.prefers_json(request.headers.get("accept"))
-    key = ("listing", folder, as_json)
+    key = ("listing", url_path, folder, as_json)  # one folder may be reached by two paths
     hit = cache.get(key)
     if hit is None:
         try:
@@ -110,20 +119,11 @@ def html_listing(url_path: str, entries: list[Entry]) -> bytes:
     `url_path` is the decoded path of the folder; it ends with `/`, which the relative links
     (`./name`, `../`) rely on.
     """
-    title = html.escape(f"Index of {url_path}")
-    rows = [] if url_path == "/" else [_row("../", "../", _NO_SIZE, "")]
+    title = html.escape(f"Index of {_display_name(url_path)}")
+    rows = [] if url_path == "/" else [_row("../", "../", _NO_SIZE, "", folder=True)]
     rows += [_entry_row(entry) for entry in entries]
     lines = [
-        "<!doctype html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="color-scheme" content="light dark">',
-        f"<title>{title}</title>",
-        f"<style>\n{_STYLE}\n</style>",
-        "</head>",
-        "<body>",
+        _breadcrumb(url_path),
         f"<h1>{title}</h1>",
         "<table>",
         '<thead><tr><th>Name</th><th class="size">Size</th>'
@@ -132,10 +132,22 @@ def html_listing(url_path: str, entries: list[Entry]) -> bytes:
         *rows,
         "</tbody>",
         "</table>",
-        "</body>",
-        "</html>",
     ]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return pages.page(title, "\n".join(lines), _STYLE)
+
+
+def _breadcrumb(url_path: str) -> str:
+    """The trail of folders from the root down to this one: each above it a link, it not."""
+    crumbs = [("/", "/")]
+    for name in url_path.split("/"):
+        if name:  # quoted and shown exactly as an entry's name would be
+            href = crumbs[-1][0] + quote_from_bytes(_name_bytes(name), safe="") + "/"
+            crumbs.append((href, html.escape(_display_name(name))))
+    # Absolute links, built from the path as served: `/files//sub/` gets this same listing,
+    # and `../../` from there would not reach the root.
+    items = [f'<li><a href="{html.escape(href)}">{label}</a></li>' for href, label in crumbs[:-1]]
+    items.append(f'<li aria-current="page">{crumbs[-1][1]}</li>')
+    return '<nav aria-label="Folder path"><ol class="crumbs">' + "".join(items) + "</ol></nav>"
 
 
 def json_listing(url_path: str, entries: list[Entry]) -> bytes:
@@ -165,13 +177,14 @@ def _entry_row(entry: Entry) -> str:
         f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)}">'
         f"{time.strftime('%Y-%m-%d %H:%M', moment)}</time>"
     )
-    return _row(_href(entry), html.escape(label), size, modified)
+    return _row(_href(entry), html.escape(label), size, modified, folder=entry.is_dir)
 
 
-def _row(href: str, label: str, size: str, modified: str) -> str:
-    """One table row; every argument must already be safe HTML."""
+def _row(href: str, label: str, size: str, modified: str, folder: bool) -> str:
+    """One table row; every string must already be safe HTML."""
+    start = '<tr class="dir">' if folder else "<tr>"  # folders stand out (see _STYLE)
     return (
-        f'<tr><td><a href="{html.escape(href)}">{label}</a></td>'
+        f'{start}<td><a href="{html.escape(href)}">{label}</a></td>'
         f'<td class="size">{size}</td><td class="modified">{modified}</td></tr>'
     )
 
