@@ -18,9 +18,13 @@ __all__ = ["App"]
 class App:
     """The site a server serves: its configuration and its cache of hot small files."""
 
+    # Host values found good, remembered: browsers send the same one with every request.
+    KNOWN_HOSTS = 64
+
     def __init__(self, config: Config, cache: FileCache | None = None) -> None:
         self.config = config
         self.cache = cache or FileCache(config.cache_bytes, config.cache_settle_seconds)
+        self._good_hosts: set[str] = set()
 
     def respond(self, request: Request) -> Reply:
         """The whole answer to one request; HEAD gets GET's headers and no body."""
@@ -36,9 +40,7 @@ class App:
         return reply
 
     def _route(self, request: Request) -> Reply:
-        refusal = checks.host_refusal(request, self.config)
-        if refusal is not None:
-            raise refusal
+        self._check_host(request)
         if request.method not in ("GET", "HEAD"):
             if request.method == "OPTIONS" and request.target != "*":
                 static.parse_target(request.target)  # `*` is legal for OPTIONS only
@@ -47,3 +49,16 @@ class App:
         if path == echo.PATH and echo.enabled(self.config):
             return echo.echo_reply(request)
         return static.serve(request, path, query, self.config, self.cache)
+
+    def _check_host(self, request: Request) -> None:
+        """The Host check, skipped for a Host value already found good (an origin-form
+        target leaves the Host header the only thing that decides)."""
+        host = request.headers.get("host", "")
+        origin_form = request.target.startswith("/")
+        if origin_form and host in self._good_hosts:
+            return
+        refusal = checks.host_refusal(request, self.config)
+        if refusal is not None:
+            raise refusal
+        if origin_form and len(self._good_hosts) < self.KNOWN_HOSTS:
+            self._good_hosts.add(host)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 __all__ = ["Cached", "FileCache", "Identity"]
+
+# Whether a path exists: access() answers without raising, unlike stat() on a missing path.
+_present = functools.partial(os.access, mode=os.F_OK)
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,7 @@ class FileCache:
             return False  # edited, replaced or swapped for a link: never stale bytes
         if entry.expires != float("inf") and time.monotonic() > entry.expires:
             return False
-        # access() answers "is it there?" without raising, unlike stat() on a missing path.
-        return not any(os.access(path, os.F_OK) for path in entry.shadows)
+        return not any(map(_present, entry.shadows))
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from .httpdate import parse_http_date
 
-__all__ = ["evaluate", "if_range_holds", "parse_etags", "strong_match", "weak_match"]
+__all__ = ["evaluate", "if_range_holds", "parse_etags", "present", "strong_match", "weak_match"]
 
 # entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE (RFC 9110 §8.8.3); "W/" is case-sensitive, and
 # etagc includes the comma, so a list cannot simply be split on commas.
@@ -17,6 +17,17 @@ _ETAG = re.compile(_TAG)
 # the end (captured), or anything else up to the next comma (malformed, skipped).
 _ELEMENT = re.compile(rf"[ \t,]*(?:({_TAG})[ \t]*(?=,|$)|[^,]*)")
 _SAFE_METHODS = ("GET", "HEAD")
+
+
+# The preconditions of RFC 9110 §13.1 that evaluate() looks at (If-Range belongs to ranges).
+_PRECONDITIONS = frozenset(
+    {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
+)
+
+
+def present(headers: Mapping[str, str]) -> bool:
+    """Whether the request carries any precondition at all (most do not)."""
+    return not _PRECONDITIONS.isdisjoint(headers)
 
 
 def parse_etags(header: str) -> list[str] | None:

@@ -38,7 +38,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import h11
@@ -84,7 +84,12 @@ class Shared:
     heads: wire.Heads
     respond: Callable[[Request], Reply]  # the app: a request in, its answer out
     sendfile: bool = True  # whether files go out by os.sendfile()
+    gather: bool = True  # whether several buffers go out in one sendmsg()
     stopping: bool = False  # the server is draining: every answer is the last one
+    timeouts: dict[Wait, float] = field(init=False)  # each Wait's limit, looked up once
+
+    def __post_init__(self) -> None:
+        self.timeouts = {why: getattr(self.config, why.value[0]) for why in Wait}
 
 
 @dataclass(slots=True)
@@ -124,7 +129,7 @@ class Connection:
         self.trace = trace  # None unless --trace: each hook costs one test of None
         limit = shared.config.max_head_bytes
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
-        self.outbox = Outbox(shared.sendfile, trace)
+        self.outbox = Outbox(shared.sendfile, trace, shared.gather)
         self.phase = Phase.OPEN
         self.incoming = Incoming(now)
         self.linger_left = 0
@@ -229,8 +234,7 @@ class Connection:
         return len(unsent)
 
     def _wait(self, why: Wait, since: float) -> None:
-        limit: float = getattr(self.shared.config, why.value[0])
-        self.waiting, self.deadline = why, since + limit
+        self.waiting, self.deadline = why, since + self.shared.timeouts[why]
 
     # --- from h11 events to answers ------------------------------------------------------
 
@@ -310,7 +314,6 @@ class Connection:
         outbox.end_answer(exchange)
         if self.trace:
             self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")
-        self._wait(Wait.SEND, now)
 
     # --- sending and closing -------------------------------------------------------------
 
@@ -328,8 +331,8 @@ class Connection:
                 return
             for exchange in self.outbox.done():
                 self.shared.log.answered(exchange, exchange.ends_at - exchange.body_from, now)
-            if sent and self.outbox:
-                self._wait(Wait.SEND, now)
+            if self.outbox and (sent or self.waiting is not Wait.SEND):
+                self._wait(Wait.SEND, now)  # output queued, or progressing
             if backed_up and not self.outbox.full() and self.phase is Phase.OPEN:
                 self._pump(now)  # requests held back in h11 while answers backed up
                 continue
@@ -339,11 +342,19 @@ class Connection:
 
     def _all_sent(self, now: float) -> None:
         if self.phase is Phase.CLOSING or self.h11.our_state in _MUST_CLOSE:
-            self._linger(now)
+            if self.phase is Phase.OPEN and self._nothing_more_coming():
+                self.close("answered; the client asked to close")
+            else:
+                self._linger(now)
         elif self.h11.their_state is h11.IDLE and not self.incoming.fed:
             self._wait(Wait.IDLE, now)
         else:
             self._wait(Wait.HEAD, self.incoming.started)  # a request is still arriving
+
+    def _nothing_more_coming(self) -> bool:
+        """After a normal last answer: whether the client has sent all it meant to, so a
+        close cannot reset bytes it is still sending (no body left, nothing buffered)."""
+        return self.h11.their_state is h11.DONE and not self.h11.trailing_data[0]
 
     def _linger(self, now: float) -> None:
         """Shut our side, then drain the client's leftovers so it reads our answer, not a reset."""

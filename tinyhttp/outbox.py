@@ -30,6 +30,8 @@ READ_CHUNK = 256 * 1024
 # At most this much goes to one client per loop turn; then the others get their turn (a fast
 # reader on loopback may never fill its socket, and would otherwise keep the loop to itself).
 TURN_BYTES = 8 * 1024 * 1024
+# Byte strings handed to one sendmsg() at most (Linux's IOV_MAX is 1,024).
+GATHER = 64
 
 
 class FileShrank(OSError):
@@ -39,17 +41,20 @@ class FileShrank(OSError):
 class Outbox:
     """A queue of bytes and file slices; `flush()` sends what the socket will take now."""
 
-    __slots__ = ("_answers", "_files", "_items", "queued", "sendfile", "sent", "trace")
+    __slots__ = ("_answers", "_files", "_items", "gather", "queued", "sendfile", "sent", "trace")
 
-    def __init__(self, sendfile: bool = True, trace: Trace | None = None) -> None:
+    def __init__(
+        self, sendfile: bool = True, trace: Trace | None = None, gather: bool = True
+    ) -> None:
         # A list, not a deque: it rarely holds more than a head and a file, and an empty
         # deque costs 600 bytes, which 10,000 idle connections would each pay.
-        self._items: list[bytearray | FileSlice] = []
+        self._items: list[bytes | memoryview | FileSlice] = []
         self._answers: list[Exchange] = []  # queued answers, in order, not yet all sent
         self._files = 0  # descriptors held by the queued slices
         self.queued = 0  # bytes ever queued on this connection
         self.sent = 0  # bytes ever taken by the kernel
         self.sendfile = sendfile
+        self.gather = gather  # whether sock.sendmsg() can send several buffers at once
         self.trace = trace
 
     def __bool__(self) -> bool:
@@ -69,14 +74,10 @@ class Outbox:
         )
 
     def write(self, data: bytes) -> None:
-        """Queue bytes; they join the previous bytes so one send() can carry both."""
-        if not data:
-            return
-        if self._items and isinstance(self._items[-1], bytearray):
-            self._items[-1] += data
-        else:
-            self._items.append(bytearray(data))
-        self.queued += len(data)
+        """Queue bytes, as they are: no copy (one sendmsg() carries a head and its body)."""
+        if data:
+            self._items.append(data)
+            self.queued += len(data)
 
     def add_file(self, piece: FileSlice) -> None:
         """Queue a file slice; its last slice closes the file once sent."""
@@ -91,6 +92,8 @@ class Outbox:
 
     def done(self) -> list[Exchange]:
         """The answers whose last byte the kernel has taken since the last call."""
+        if not self._answers or self._answers[0].ends_at > self.sent:
+            return []
         count = 0
         while count < len(self._answers) and self._answers[count].ends_at <= self.sent:
             count += 1
@@ -107,24 +110,46 @@ class Outbox:
         while self._items and sent < TURN_BYTES:
             item = self._items[0]
             try:
-                if isinstance(item, bytearray):
-                    n = self._send_bytes(sock, item)
-                else:
+                if isinstance(item, FileSlice):
                     n = self._send_file(sock, item)
+                else:
+                    n = self._send_bytes(sock)
             except BlockingIOError:
                 break  # the socket buffer is full: wait for the next writable event
             sent += n
             self.sent += n
         return sent
 
-    def _send_bytes(self, sock: socket.socket, buffer: bytearray) -> int:
-        n = sock.send(buffer)
+    def _send_bytes(self, sock: socket.socket) -> int:
+        """Send the byte strings at the head of the queue in one system call."""
+        run: list[bytes | memoryview] = []
+        for item in self._items[:GATHER]:
+            if isinstance(item, FileSlice):
+                break
+            run.append(item)
+        if len(run) == 1:
+            n = sock.send(run[0])
+        elif self.gather:
+            n = sock.sendmsg(run)  # scatter-gather: the kernel reads each buffer in place
+        else:
+            n = sock.send(b"".join(run))
         if self.trace:
-            self.trace.say(f"send({len(buffer)} bytes) -> {n} taken by the kernel")
-        del buffer[:n]
-        if not buffer:
-            del self._items[0]
+            size = sum(len(item) for item in run)
+            call = "send" if len(run) == 1 else f"sendmsg of {len(run)} buffers"
+            self.trace.say(f"{call}({size} bytes) -> {n} taken by the kernel")
+        self._consume(n)
         return n
+
+    def _consume(self, n: int) -> None:
+        """Drop the first `n` bytes of the queue: whole strings, then part of one."""
+        while n:
+            item = self._items[0]
+            assert not isinstance(item, FileSlice)  # a file is never sent with send()
+            if len(item) > n:
+                self._items[0] = memoryview(item)[n:]
+                return
+            n -= len(item)
+            del self._items[0]
 
     def _send_file(self, sock: socket.socket, piece: FileSlice) -> int:
         if self.sendfile:

@@ -21,7 +21,9 @@ __all__ = [
     "O_NOFOLLOW",
     "REUSE_ADDRESS",
     "STOP_SIGNALS",
+    "gather",
     "has_unix_sockets",
+    "options_inherited",
     "raise_open_files_limit",
     "reuse_port",
     "sendfile",
@@ -61,6 +63,19 @@ def unsent_lowat() -> int | None:
     import socket
 
     return getattr(socket, "TCP_NOTSENT_LOWAT", None)
+
+
+def gather() -> bool:
+    """Whether socket.sendmsg() exists to send several buffers in one call (not on Windows)."""
+    import socket
+
+    return hasattr(socket.socket, "sendmsg")
+
+
+def options_inherited() -> bool:
+    """Whether a socket accept() returns keeps the TCP options set on the listening socket
+    (Linux copies them), so they need setting once instead of once per connection."""
+    return sys.platform.startswith("linux")
 
 
 def sendfile(config: Config) -> bool:

@@ -100,10 +100,10 @@ class Server:
         self.config = config
         self.log = log or AccessLog(quiet=config.quiet, as_json=config.log_json)
         self.tracer = Tracer(self.log) if config.trace else None
-        respond = App(config).respond
-        self.shared = Shared(
-            config, self.log, Heads(DateClock()), respond, portable.sendfile(config)
-        )
+        self.app = App(config)
+        heads = Heads(DateClock())
+        self.shared = Shared(config, self.log, heads, self.app.respond)
+        self.shared.sendfile, self.shared.gather = portable.sendfile(config), portable.gather()
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
         self.deadlines: list[tuple[float, int, _Slot]] = []
@@ -118,7 +118,9 @@ class Server:
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
         self._signals: tuple[int, ...] = ()
-        self._unsent_lowat = portable.unsent_lowat()
+        self._tuned_listener = portable.options_inherited()
+        if self._tuned_listener and self.listener.family in (socket.AF_INET, socket.AF_INET6):
+            _tune(self.listener)  # every socket accept() returns inherits these
         self.selector.register(self.listener, READ, self._accept)
         self.selector.register(self._wake_reader, READ, self._wake)
 
@@ -203,11 +205,8 @@ class Server:
 
     def _add_client(self, sock: socket.socket, address: object, now: float) -> None:
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # We write whole responses at once; Nagle's algorithm would only delay them.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._unsent_lowat is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, self._unsent_lowat, UNSENT_BYTES)
+        if not self._tuned_listener and sock.family in (socket.AF_INET, socket.AF_INET6):
+            _tune(sock)
         peer = address[0] if isinstance(address, tuple) else "unix"
         trace = self.tracer.accepted(peer) if self.tracer else None
         conn = Connection(sock, peer, self.shared, now, trace)
@@ -338,3 +337,12 @@ class Server:
         self.selector.close()
         self._wake_reader.close()
         self._wake_writer.close()
+
+
+def _tune(sock: socket.socket) -> None:
+    """The TCP options of a client connection (or of the listener its sockets inherit from)."""
+    # We write whole responses at once; Nagle's algorithm would only delay them.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lowat = portable.unsent_lowat()
+    if lowat is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, lowat, UNSENT_BYTES)

@@ -56,12 +56,12 @@ class Heads:
 def plain_request(event: h11.Request, head_bytes: int) -> Request:
     """The request as plain values: lower-case names, repeated fields joined (RFC 9110 §5.3),
     and the fields as sent, for the echo."""
+    raw = [
+        (name.decode("ascii"), value.decode("latin-1")) for name, value in event.headers.raw_items()
+    ]
     headers: dict[str, str] = {}
-    raw = []
-    for name, value in event.headers.raw_items():
-        original, text = name.decode("ascii"), value.decode("latin-1")
-        raw.append((original, text))
-        key = original.lower()
+    for name, text in raw:
+        key = name.lower()
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return Request(
         method=event.method.decode("ascii"),
