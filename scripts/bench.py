@@ -1,19 +1,31 @@
 """Benchmark tinyhttp against other static-file servers with wrk, on loopback only.
 
     python scripts/bench.py [--quick] [--duration S] [--only NAME,...] [--chart PATH] [--json PATH]
+                            [--workers N] [--log] [--compare PATH] [--tls]
     python scripts/bench.py --idle N
 
 The first form writes 1k.bin, 64k.bin and 256m.bin into a temporary folder, starts tinyhttp and
 every peer it can find (python -m http.server always; twisted web, aiohttp's static handler,
 uvicorn+h11 with a bare ASGI app, nginx with one worker when installed), each on its own free
 127.0.0.1 port, loads each with wrk, and prints one table: rows are metrics, columns are servers,
-and every peer's cell carries the ratio tinyhttp / peer. The same table goes to a chart PNG and,
-with --json, to a JSON file. The second form holds N idle keep-alive connections to tinyhttp from
-another process and reports the server's resident memory per connection.
+and every peer's cell carries the ratio tinyhttp / peer. Beside each throughput row is the
+server's CPU time per request: utime + stime of its whole process tree (/proc/PID/stat) over the
+wrk run, divided by the requests wrk completed; it is far steadier than req/s on a shared
+machine. The same table goes to a chart PNG and, with --json, to a JSON file.
+
+Two more columns are always there: "floor probe" (scripts/floor_probe.py), a measuring stick and
+not a server, shows what one selectors loop and h11 cost per request with nothing else around
+them. --log adds "tinyhttp+log" (its access log on, written to a file); --compare PATH adds
+"tinyhttp@NAME", the tinyhttp of another checkout (a `git worktree` of an older commit), for a
+before/after in one run; --tls adds https:// rows for tinyhttp and nginx with a throwaway
+self-signed certificate made by the openssl command.
+
+The second form holds N idle keep-alive connections to tinyhttp from another process and
+reports the server's resident memory per connection.
 
 Every server runs in its own session and is stopped at the end (SIGTERM, then SIGKILL after a
 deadline), whatever happens, Ctrl-C included. The peers come with `pip install -e '.[bench]'`;
-wrk and nginx come from the system's packages.
+wrk, nginx and openssl come from the system's packages.
 """
 
 from __future__ import annotations
@@ -32,12 +44,13 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +67,12 @@ __all__ = [
     "parse_response_status",
     "parse_wrk",
     "peer_ratio",
+    "per_request",
     "ratio",
     "render_table",
+    "stat_cpu_ticks",
     "summarize",
+    "wanted_metrics",
 ]
 
 HOST = "127.0.0.1"  # loopback only: nothing here may leave the machine
@@ -86,6 +102,12 @@ class WrkResult:
     p99_seconds: float | None  # only with --latency
     errors: int  # socket errors plus non-2xx/3xx answers
     error_lines: str = ""  # wrk's own lines about them, for the notes
+    requests: int = 0  # requests wrk completed in the run
+    cpu_seconds: float | None = None  # the server tree's CPU time over the run (not from wrk)
+
+    @property
+    def cpu_per_request(self) -> float | None:
+        return per_request(self.cpu_seconds, self.requests)
 
 
 # wrk prints sizes in binary units ("13.33MB" is 13.33 MiB) and times as us, ms, s, m, h.
@@ -96,6 +118,7 @@ _TRANSFER = re.compile(r"^Transfer/sec:\s+([\d.]+)([KMGTP]?B)\s*$", re.MULTILINE
 _P99 = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_COMPLETED = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
 
 
 def parse_wrk(text: str) -> WrkResult:
@@ -105,6 +128,7 @@ def parse_wrk(text: str) -> WrkResult:
     if requests is None or transfer is None:
         raise WrkParseError(f"no Requests/sec or Transfer/sec line in wrk's output:\n{text}")
     p99 = _P99.search(text)
+    completed = _COMPLETED.search(text)
     return WrkResult(
         requests_per_sec=float(requests[1]),
         bytes_per_sec=float(transfer[1]) * _SIZE_UNITS[transfer[2]],
@@ -113,6 +137,7 @@ def parse_wrk(text: str) -> WrkResult:
         error_lines="; ".join(
             m[0] for m in (_SOCKET_ERRORS.search(text), _NON_2XX.search(text)) if m
         ),
+        requests=int(completed[1]) if completed else 0,
     )
 
 
@@ -145,17 +170,32 @@ class Metric:
         return "higher" if self.higher_is_better else "lower"
 
 
+def _cpu(key: str, label: str, spec: str = ",.1f") -> Metric:
+    """A CPU-per-request row: kept in seconds per request, shown in microseconds."""
+    return Metric(key, label, 1e-6, spec, False)
+
+
 METRICS = (
     Metric("rps_1k", "1 KB keep-alive, req/s (c50)", 1, ",.0f", True),
+    _cpu("cpu_1k", "1 KB keep-alive, CPU µs/req (c50)"),
     Metric("p99_1k", "1 KB p99 latency, ms (c50)", 1e-3, ",.2f", False),
     Metric("mib_64k", "64 KiB, MiB/s (c50)", MiB, ",.0f", True),
+    _cpu("cpu_64k", "64 KiB, CPU µs/req (c50)"),
     Metric("gib_256m", "256 MiB, GiB/s (c1, best of 3)", GiB, ",.2f", True),
+    _cpu("cpu_256m", "256 MiB, CPU µs/req (c1)", ",.0f"),
     Metric("rps_close", "new connection each, req/s (c50)", 1, ",.0f", True),
+    _cpu("cpu_close", "new connection each, CPU µs/req (c50)"),
     Metric("rps_c1000", "1 KB keep-alive, req/s (c1000)", 1, ",.0f", True),
+    _cpu("cpu_c1000", "1 KB keep-alive, CPU µs/req (c1000)"),
     Metric("c1000_vs_c50", "req/s c1000 / req/s c50", 1, ".2f", True, compare=False),
+    Metric("rps_tls_1k", "TLS 1 KB keep-alive, req/s (c50)", 1, ",.0f", True),
+    _cpu("cpu_tls_1k", "TLS 1 KB keep-alive, CPU µs/req (c50)"),
+    Metric("gib_tls_256m", "TLS 256 MiB, GiB/s (c1, best of 3)", GiB, ",.2f", True),
+    _cpu("cpu_tls_256m", "TLS 256 MiB, CPU µs/req (c1)", ",.0f"),
     Metric("peak_rss", "peak RSS, MiB", MiB, ",.1f", False),
 )
 SUBJECT = "tinyhttp"  # the server every ratio is about
+FLOOR = "floor probe"  # scripts/floor_probe.py: a measuring stick, not a server
 
 
 def ratio(ours: float | None, theirs: float | None) -> float | None:
@@ -173,18 +213,25 @@ Values = dict[str, dict[str, float]]  # server name -> metric key -> value in ba
 
 
 def render_table(
-    servers: Sequence[str], values: Values, flagged: frozenset[tuple[str, str]] = frozenset()
+    servers: Sequence[str],
+    values: Values,
+    flagged: frozenset[tuple[str, str]] = frozenset(),
+    wanted: frozenset[str] = frozenset(),
 ) -> str:
-    """The results as aligned text: one row per metric that any server measured.
+    """The results as aligned text: one row per metric that any server measured, or wanted.
 
     `flagged` holds (server, metric) pairs measured while wrk counted errors; they get a `!`.
+    A `wanted` row is shown even when nobody measured it, so a load that failed everywhere
+    shows as dashes (the notes say why) rather than vanishing.
     """
     header = ["metric", "better", *servers]
     rows = [header]
-    for metric in METRICS:
-        if any(metric.key in values.get(name, {}) for name in servers):
-            cells = [_cell(metric, name, values, flagged) for name in servers]
-            rows.append([metric.label, metric.better, *cells])
+    shown = [
+        m for m in METRICS if m.key in wanted or any(m.key in values.get(s, {}) for s in servers)
+    ]
+    for metric in shown:
+        cells = [_cell(metric, name, values, flagged) for name in servers]
+        rows.append([metric.label, metric.better, *cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(
@@ -193,7 +240,9 @@ def render_table(
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in [*lines, "", *_legend(flagged)])
+    dashes = any(cell == "-" for row in rows[1:] for cell in row[2:])
+    legend = _legend(flagged, {m.key for m in shown}, FLOOR in servers, dashes)
+    return "\n".join(line.rstrip() for line in [*lines, "", *legend])
 
 
 def _cell(metric: Metric, server: str, values: Values, flagged: frozenset[tuple[str, str]]) -> str:
@@ -215,13 +264,30 @@ def _align(cell: str, width: int, column: int) -> str:
     return cell.ljust(width) if column < 2 else cell.rjust(width)  # names left, numbers right
 
 
-def _legend(flagged: frozenset[tuple[str, str]]) -> list[str]:
+def _legend(
+    flagged: frozenset[tuple[str, str]], shown: set[str], floor: bool, dashes: bool
+) -> list[str]:
     lines = [
         "(Nx) = tinyhttp / that peer: where higher is better, above 1 means tinyhttp is ahead;",
-        "       where lower is better (latency, memory), below 1 means tinyhttp is ahead.",
+        "       where lower is better (latency, CPU, memory), below 1 means tinyhttp is ahead.",
     ]
+    if any(key.startswith("cpu_") for key in shown):
+        lines += [
+            "CPU  = utime + stime of the server's whole process tree (/proc/PID/stat) over the",
+            "       wrk run, divided by the requests wrk completed. CPU time is far steadier than",
+            "       req/s on a shared machine, where neighbours take turns on the cores: read",
+            "       these rows first.",
+        ]
+    if floor:
+        lines += [
+            f"{FLOOR} = scripts/floor_probe.py, a measuring stick, not a server: one selectors",
+            "       loop + h11 answering from memory with tinyhttp's nine headers, one stat and",
+            "       two access calls per request, nothing else: what h11 itself costs.",
+        ]
     if flagged:
         lines.append("!    = wrk counted socket errors or non-2xx answers in that run (see notes).")
+    if dashes:
+        lines.append("-    = not measured there (skipped, or did not start: see the notes).")
     return lines
 
 
@@ -231,9 +297,14 @@ SMALL_FILES = {"1k.bin": 1024, "64k.bin": 64 * KiB}
 LARGE_FILES = {"256m.bin": 256 * MiB}
 
 
+# tinyhttp's cache skips files changed (mtime or ctime) in the last 2 s; utime() can date
+# the mtime back but not the ctime, so the loads wait until the files are this old.
+CACHE_SETTLE = 2.5
+
+
 def write_files(root: Path, sizes: dict[str, int]) -> None:
-    """Write real (not sparse) random bytes, dated an hour back so tinyhttp's cache takes them."""
-    an_hour_ago = time.time() - 3600  # the cache skips files changed in the last 2 s
+    """Write real (not sparse) random bytes, their mtime an hour back."""
+    an_hour_ago = time.time() - 3600
     for name, size in sizes.items():
         path = root / name
         with path.open("wb") as file:
@@ -248,9 +319,33 @@ def write_files(root: Path, sizes: dict[str, int]) -> None:
 Command = Callable[[Path, Path, int], list[str]]  # (root, work dir, port) -> argv
 
 
-def tinyhttp_command(root: Path, work: Path, port: int, workers: int = 1) -> list[str]:
-    command = [sys.executable, "-m", "tinyhttp", str(root), "--port", str(port), "--quiet"]
-    return [*command, "--workers", str(workers)] if workers > 1 else command
+@dataclass(frozen=True)
+class Certificate:
+    """A throwaway self-signed certificate and its key, for the TLS rows."""
+
+    cert: Path
+    key: Path
+
+
+def tinyhttp_command(
+    root: Path,
+    work: Path,
+    port: int,
+    workers: int = 1,
+    quiet: bool = True,
+    tls: Certificate | None = None,
+) -> list[str]:
+    command = [sys.executable, "-m", "tinyhttp", str(root), "--port", str(port)]
+    command += ["--quiet"] if quiet else []  # without it the access log goes to the server's log
+    command += ["--workers", str(workers)] if workers > 1 else []
+    return command + (["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else [])
+
+
+FLOOR_PROBE = REPO / "scripts" / "floor_probe.py"
+
+
+def floor_probe_command(root: Path, work: Path, port: int) -> list[str]:
+    return [sys.executable, str(FLOOR_PROBE), str(root), "--port", str(port)]
 
 
 def http_server_command(root: Path, work: Path, port: int) -> list[str]:
@@ -330,18 +425,26 @@ http {{
     uwsgi_temp_path {work}/uwsgi;
     scgi_temp_path {work}/scgi;
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{ssl};
         root {root};
-    }}
+{certificate}    }}
 }}
 """
+NGINX_TLS = "        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
 
 
-def nginx_command(root: Path, work: Path, port: int) -> list[str]:
-    conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, host=HOST, port=port, root=root))
+def nginx_command(root: Path, work: Path, port: int, tls: Certificate | None = None) -> list[str]:
+    home = work / ("nginx-tls" if tls else "nginx")  # its conf, pid, logs and temp folders
+    home.mkdir(exist_ok=True)
+    conf = home / "nginx.conf"
+    certificate = NGINX_TLS.format(cert=tls.cert, key=tls.key) if tls else ""
+    ssl_flag = " ssl" if tls else ""
+    text = NGINX_CONF.format(
+        work=home, host=HOST, port=port, root=root, ssl=ssl_flag, certificate=certificate
+    )
+    conf.write_text(text)
     # -e: the error log before the conf is read, or nginx tries /var/log/nginx first.
-    paths = ["-p", str(work), "-c", str(conf), "-e", str(work / "nginx-error.log")]
+    paths = ["-p", str(home), "-c", str(conf), "-e", str(home / "nginx-error.log")]
     return [nginx_path() or "nginx", *paths]
 
 
@@ -351,17 +454,29 @@ def nginx_path() -> str | None:
 
 @dataclass(frozen=True)
 class Peer:
-    name: str
+    name: str  # its column in the table
     command: Command
     missing: Callable[[], str | None]  # why it can't run here, or None
+    loads: frozenset[str] | None = None  # the load keys it runs; None: all of its kind
+    tls: Certificate | None = None  # set: it serves https://, and only the TLS loads
+    cwd: Path = REPO
+    env: tuple[tuple[str, str], ...] = ()  # added to our environment
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (TLS)" if self.tls else self.name
 
 
 def _module(name: str) -> Callable[[], str | None]:
     return lambda: None if importlib.util.find_spec(name) else f"{name} is not installed"
 
 
+# The floor probe holds small files in memory only: no 256 MiB row.
+FLOOR_LOADS = frozenset({"small", "medium", "close", "crowd"})
+
 SERVERS = (
     Peer(SUBJECT, tinyhttp_command, _module("tinyhttp")),
+    Peer(FLOOR, floor_probe_command, _module("h11"), loads=FLOOR_LOADS),
     Peer("http.server", http_server_command, lambda: None),
     Peer("twisted", twisted_command, _module("twisted")),
     Peer("aiohttp", aiohttp_command, _module("aiohttp")),
@@ -374,13 +489,21 @@ SERVERS = (
 class Running:
     """A started server: its process (leader of its own session), its port and its log."""
 
-    name: str
+    peer: Peer
     port: int
     process: subprocess.Popen[bytes]
     log: Path
 
+    @property
+    def name(self) -> str:
+        return self.peer.name
+
+    @property
+    def label(self) -> str:
+        return self.peer.label
+
     def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
+        return f"{'https' if self.peer.tls else 'http'}://{HOST}:{self.port}{path}"
 
 
 def free_port() -> int:
@@ -393,18 +516,20 @@ def free_port() -> int:
 def start(peer: Peer, root: Path, work: Path, extra: Sequence[str] = ()) -> Running:
     """Start a server in its own session, so Ctrl-C reaches us and we stop it in order."""
     port = free_port()
-    log = work / f"{peer.name}.log"
+    log = work / f"{peer.label}.log"
     argv = [*peer.command(root, work, port), *extra]
+    env = {**os.environ, **dict(peer.env)} if peer.env else None
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=peer.cwd,
+            env=env,
             start_new_session=True,
         )
-    return Running(peer.name, port, process, log)
+    return Running(peer, port, process, log)
 
 
 def wait_ready(server: Running, deadline: float) -> str | None:
@@ -422,7 +547,14 @@ def wait_ready(server: Running, deadline: float) -> str | None:
 
 def check_answer(server: Running) -> str | None:
     """None if GET /1k.bin gets 200 and 1,024 bytes (nginx says 403 if it cannot read); else why."""
-    connection = http.client.HTTPConnection(HOST, server.port, timeout=5)
+    tls = server.peer.tls
+    connection = (
+        http.client.HTTPSConnection(
+            HOST, server.port, timeout=5, context=ssl.create_default_context(cafile=tls.cert)
+        )
+        if tls
+        else http.client.HTTPConnection(HOST, server.port, timeout=5)
+    )
     try:
         connection.request("GET", "/1k.bin")
         response = connection.getresponse()
@@ -490,6 +622,47 @@ def peak_rss(pid: int) -> int:
     return sum(status_field(member, "VmHWM") for member in process_tree(pid))
 
 
+# --- CPU time ---------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # per second
+
+
+def stat_cpu_ticks(line: str) -> int:
+    """utime + stime in clock ticks, from a /proc/PID/stat line (fields 14 and 15, proc(5)).
+
+    Every thread of the process counts. The name in parentheses may hold spaces and ")":
+    the fields after its last ")" start at field 3, the state.
+    """
+    fields = line.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by the process and all its descendants; None without /proc."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += stat_cpu_ticks(Path(f"/proc/{member}/stat").read_text())
+        except (OSError, ValueError, IndexError):
+            if member == pid:
+                return None  # no /proc here, or the server is gone
+    return total / CLOCK_TICKS
+
+
+def cpu_used(before: float | None, after: float | None) -> float | None:
+    """CPU seconds between two readings; None when either is missing or a member vanished."""
+    if before is None or after is None or after < before:
+        return None
+    return after - before
+
+
+def per_request(total: float | None, requests: int) -> float | None:
+    """`total` shared over `requests`; None when nothing was measured or completed."""
+    if total is None or requests <= 0:
+        return None
+    return total / requests
+
+
 # --- loads ------------------------------------------------------------------------------------
 
 
@@ -500,15 +673,29 @@ class Load:
     connections: int
     extra: tuple[str, ...] = ()
     runs: int = 1  # more than one: the best is kept, servers alternated between runs
+    tls: bool = False  # https://, run only on the servers started with a certificate
+    large: bool = False  # the 256 MiB file, left out by --quick
 
 
 LOADS = (
     Load("small", "/1k.bin", 50, ("--latency",)),
     Load("medium", "/64k.bin", 50),
-    Load("large", "/256m.bin", 1, runs=3),
+    Load("large", "/256m.bin", 1, runs=3, large=True),
     Load("close", "/1k.bin", 50, ("-H", "Connection: close")),
     Load("crowd", "/1k.bin", 1000),
+    Load("tls_small", "/1k.bin", 50, tls=True),
+    Load("tls_large", "/256m.bin", 1, runs=3, tls=True, large=True),
 )
+
+
+def pick_loads(quick: bool, tls: bool) -> list[Load]:
+    return [load for load in LOADS if not (quick and load.large) and (tls or not load.tls)]
+
+
+def applies(load: Load, peer: Peer) -> bool:
+    """Whether this peer runs this load: TLS loads on TLS servers, and its own list if any."""
+    kind = load.tls == (peer.tls is not None)
+    return kind and (peer.loads is None or load.key in peer.loads)
 
 
 def wrk_argv(load: Load, duration: int, url: str) -> list[str]:
@@ -541,20 +728,25 @@ def load_all(servers: list[Running], loads: Sequence[Load], duration: int, repor
     for load in loads:
         for _ in range(load.runs):
             for server in servers:
-                load_once(server, load, duration, report)
+                if applies(load, server.peer):
+                    load_once(server, load, duration, report)
 
 
 def load_once(server: Running, load: Load, duration: int, report: Report) -> None:
+    """One wrk run, with the server tree's CPU time read just before and just after it."""
     argv = wrk_argv(load, duration, server.url(load.path))
-    print(f"  {server.name:<12} {shlex.join(argv)}", flush=True)
+    print(f"  {server.label:<16} {shlex.join(argv)}", flush=True)
+    before = tree_cpu_seconds(server.process.pid)
     try:
         result = run_wrk(argv, duration)
     except (WrkParseError, subprocess.TimeoutExpired) as error:
-        report.notes.append(f"{server.name}, {load.key}: {error}")
+        report.notes.append(f"{server.label}, {load.key}: {error}")
         return
+    used = cpu_used(before, tree_cpu_seconds(server.process.pid))
+    result = replace(result, cpu_seconds=used)
     report.runs.setdefault(server.name, {}).setdefault(load.key, []).append(result)
     if result.errors:
-        report.notes.append(f"{server.name}, {load.key}: {result.error_lines}")
+        report.notes.append(f"{server.label}, {load.key}: {result.error_lines}")
 
 
 def best(results: list[WrkResult]) -> WrkResult | None:
@@ -564,12 +756,27 @@ def best(results: list[WrkResult]) -> WrkResult | None:
 # Which load each metric comes from, and how: (metric key, load key, what to take).
 _METRIC_SOURCES: tuple[tuple[str, str, Callable[[WrkResult], float | None]], ...] = (
     ("rps_1k", "small", lambda r: r.requests_per_sec),
+    ("cpu_1k", "small", lambda r: r.cpu_per_request),
     ("p99_1k", "small", lambda r: r.p99_seconds),
     ("mib_64k", "medium", lambda r: r.bytes_per_sec),
+    ("cpu_64k", "medium", lambda r: r.cpu_per_request),
     ("gib_256m", "large", lambda r: r.bytes_per_sec),
+    ("cpu_256m", "large", lambda r: r.cpu_per_request),
     ("rps_close", "close", lambda r: r.requests_per_sec),
+    ("cpu_close", "close", lambda r: r.cpu_per_request),
     ("rps_c1000", "crowd", lambda r: r.requests_per_sec),
+    ("cpu_c1000", "crowd", lambda r: r.cpu_per_request),
+    ("rps_tls_1k", "tls_small", lambda r: r.requests_per_sec),
+    ("cpu_tls_1k", "tls_small", lambda r: r.cpu_per_request),
+    ("gib_tls_256m", "tls_large", lambda r: r.bytes_per_sec),
+    ("cpu_tls_256m", "tls_large", lambda r: r.cpu_per_request),
 )
+
+
+def wanted_metrics(loads: Sequence[Load]) -> frozenset[str]:
+    """The rows the loads run are meant to fill: shown even if every server missed them."""
+    keys = {load.key for load in loads}
+    return frozenset(metric for metric, load, _ in _METRIC_SOURCES if load in keys)
 
 
 def summarize(report: Report) -> None:
@@ -638,19 +845,23 @@ def raise_open_files_limit() -> None:
 
 
 def command_lines(loads: Sequence[Load], duration: int) -> list[str]:
-    url = f"http://{HOST}:PORT"
     return [
-        shlex.join(wrk_argv(load, duration, url + load.path))
+        shlex.join(wrk_argv(load, duration, f"{_scheme(load)}://{HOST}:PORT{load.path}"))
         + (f"   (x{load.runs}, best kept)" if load.runs > 1 else "")
         for load in loads
     ]
+
+
+def _scheme(load: Load) -> str:
+    return "https" if load.tls else "http"
 
 
 def print_report(
     report: Report, loads: Sequence[Load], duration: int, info: dict[str, str]
 ) -> None:
     print()
-    print(render_table(report.servers, report.values, frozenset(report.flagged)))
+    flagged = frozenset(report.flagged)
+    print(render_table(report.servers, report.values, flagged, wanted_metrics(loads)))
     print()
     print("machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
     print("wrk commands (PORT is each server's own):")
@@ -688,7 +899,10 @@ def write_chart(path: Path, report: Report, info: dict[str, str]) -> None:
     figure.suptitle(
         f"tinyhttp and its peers: {info['cpu']}, {info['nproc']} CPUs, {info['platform']}"
     )
-    figure.tight_layout()
+    if FLOOR in report.servers:
+        note = f"grey: {FLOOR}, a measuring stick (h11 and a selectors loop alone), not a server"
+        figure.text(0.5, 0.005, note, ha="center", fontsize=8, color="dimgray")
+    figure.tight_layout(rect=(0, 0.02, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     print(f"wrote {path}")
@@ -697,7 +911,7 @@ def write_chart(path: Path, report: Report, info: dict[str, str]) -> None:
 def _bar_chart(ax: Any, metric: Metric, report: Report) -> None:
     names = [s for s in report.servers if metric.key in report.values.get(s, {})]
     heights = [report.values[s][metric.key] / metric.scale for s in names]
-    colors = ["tab:orange" if s == SUBJECT else "tab:blue" for s in names]
+    colors = [_COLORS.get(s, "tab:blue") for s in names]
     bars = ax.bar(names, heights, color=colors)
     ax.bar_label(
         bars, labels=[_bar_text(metric, name, report.values) for name in names], fontsize=7
@@ -705,6 +919,9 @@ def _bar_chart(ax: Any, metric: Metric, report: Report) -> None:
     ax.set_title(f"{metric.label}\n({metric.better} is better)", fontsize=9)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.margins(y=0.2)
+
+
+_COLORS = {SUBJECT: "tab:orange", FLOOR: "tab:gray"}
 
 
 def _bar_text(metric: Metric, server: str, values: Values) -> str:
@@ -716,21 +933,97 @@ def _bar_text(metric: Metric, server: str, values: Values) -> str:
 # --- the main run -----------------------------------------------------------------------------
 
 
-def pick_peers(only: list[str] | None, workers: int = 1) -> tuple[list[Peer], list[str]]:
-    """The servers to run (tinyhttp first, with `workers` processes) and why others are skipped."""
+def pick_peers(
+    only: list[str] | None,
+    workers: int = 1,
+    *,
+    log: bool = False,
+    compare: Path | None = None,
+    cert: Certificate | None = None,
+) -> tuple[list[Peer], list[str]]:
+    """The servers to run (tinyhttp first, with `workers` processes) and why others are skipped.
+
+    --log and --compare add their tinyhttp variants whatever --only says; with a certificate,
+    tinyhttp and nginx get a TLS twin each, in the same column.
+    """
+    tinyhttp = functools.partial(tinyhttp_command, workers=workers)
+    found = SERVERS[0].missing
+    plain = [] if only is not None and SUBJECT not in only else [Peer(SUBJECT, tinyhttp, found)]
+    if compare is not None:
+        plain.append(compare_peer(compare, workers))
+    if log:
+        plain.append(Peer(f"{SUBJECT}+log", functools.partial(tinyhttp, quiet=False), found))
+    plain += [peer for peer in SERVERS[1:] if only is None or peer.name in only]
     chosen, skipped = [], []
-    subject = Peer(
-        SUBJECT, functools.partial(tinyhttp_command, workers=workers), SERVERS[0].missing
-    )
-    for peer in (subject, *SERVERS[1:]):
-        if only is not None and peer.name not in only:
-            continue
+    for peer in [*plain, *(tls_twins(plain, cert, workers) if cert else [])]:
         reason = peer.missing()
         if reason is None:
             chosen.append(peer)
         else:
-            skipped.append(f"{peer.name}: {reason}")
+            skipped.append(f"{peer.label}: {reason}")
     return chosen, skipped
+
+
+def tls_twins(peers: list[Peer], cert: Certificate, workers: int) -> list[Peer]:
+    """tinyhttp and nginx again, serving https:// with `cert`, for the TLS loads."""
+    commands: dict[str, Command] = {
+        SUBJECT: functools.partial(tinyhttp_command, workers=workers, tls=cert),
+        "nginx": functools.partial(nginx_command, tls=cert),
+    }
+    return [
+        replace(peer, command=commands[peer.name], tls=cert)
+        for peer in peers
+        if peer.name in commands
+    ]
+
+
+def compare_peer(tree: Path, workers: int) -> Peer:
+    """The tinyhttp of another checkout, run from there with PYTHONPATH set to it."""
+    tree = tree.resolve()
+    # cwd too: `python -m` puts the current folder first on sys.path, before PYTHONPATH.
+    return Peer(
+        f"{SUBJECT}@{tree.name}",
+        functools.partial(tinyhttp_command, workers=workers),
+        functools.partial(imported_elsewhere, tree),
+        cwd=tree,
+        env=(("PYTHONPATH", str(tree)),),
+    )
+
+
+def imported_elsewhere(tree: Path) -> str | None:
+    """None if `import tinyhttp`, run as the --compare peer is, finds the one in `tree`."""
+    code = "import tinyhttp; print(tinyhttp.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"cannot run Python in {tree}: {error}"
+    found = Path(done.stdout.strip() or "?").resolve()
+    if done.returncode != 0 or not found.is_relative_to(tree):
+        return f"import tinyhttp in {tree} found {done.stdout.strip() or done.stderr.strip()}"
+    return None
+
+
+def commit_of(tree: Path) -> str:
+    """`abc1234 subject` of the checkout's HEAD, or "" when it is no git checkout."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+    return ""
 
 
 def start_all(peers: list[Peer], root: Path, work: Path, running: list[Running]) -> list[str]:
@@ -741,10 +1034,15 @@ def start_all(peers: list[Peer], root: Path, work: Path, running: list[Running])
     for server in list(running):
         reason = wait_ready(server, time.monotonic() + START_DEADLINE)
         if reason is not None:
-            failed.append(f"{server.name} did not start: {reason}")
+            failed.append(f"{server.label} did not start: {reason}")
             stop(server)
             running.remove(server)
     return failed
+
+
+def columns(running: Sequence[Running]) -> list[str]:
+    """One column per server name, in start order (a TLS twin shares its server's)."""
+    return list(dict.fromkeys(server.name for server in running))
 
 
 @contextlib.contextmanager
@@ -760,53 +1058,131 @@ def servers_stopped_at_exit() -> Iterator[list[Running]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def estimate(loads: Sequence[Load], servers: int, duration: int) -> str:
-    runs = sum(load.runs for load in loads) * servers
-    seconds = runs * (duration + 0.3) + 2 * servers  # wrk runs, plus start and stop
+def estimate(loads: Sequence[Load], peers: Sequence[Peer], duration: int) -> str:
+    runs = sum(load.runs for load in loads for peer in peers if applies(load, peer))
+    seconds = runs * (duration + 0.3) + 2 * len(peers)  # wrk runs, plus start and stop
     return f"{runs} wrk runs of {duration} s: about {seconds / 60:.1f} minutes"
+
+
+OPENSSL_REQ = (
+    "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost"
+    " -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+)
+
+
+def make_certificate(work: Path) -> Certificate | str:
+    """A throwaway self-signed P-256 certificate for localhost and 127.0.0.1; or why not."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return "openssl is not on PATH"
+    made = Certificate(work / "cert.pem", work / "key.pem")
+    argv = [openssl, *OPENSSL_REQ.split(), "-keyout", str(made.key), "-out", str(made.cert)]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"openssl failed: {error}"
+    if done.returncode != 0:
+        return f"openssl exited with {done.returncode}: {done.stderr.strip()[-300:]}"
+    return made
+
+
+def peer_notes(peers: Sequence[Peer], loads: Sequence[Load], args: argparse.Namespace) -> list[str]:
+    """What the table cannot say about the columns: who skips what, and what ran from where."""
+    names = {peer.name for peer in peers}
+    notes = []
+    if args.workers > 1:
+        notes.append(f"tinyhttp ran with --workers {args.workers}; every peer with one")
+    if FLOOR in names and any(load.key == "large" for load in loads):
+        notes.append(f"{FLOOR} skips the 256 MiB row: it holds small files in memory only")
+    if args.log:
+        notes.append("tinyhttp+log is tinyhttp without --quiet, its access log going to a file")
+    if args.compare:
+        tree = Path(args.compare).resolve()
+        commit = commit_of(tree)
+        notes.append(
+            f"{SUBJECT}@{tree.name} is the tinyhttp in {tree}" + (f" ({commit})" if commit else "")
+        )
+    if args.tls:
+        notes.append(
+            "TLS rows: tinyhttp and nginx only, with a throwaway self-signed P-256 certificate"
+        )
+    return notes
 
 
 def benchmark(args: argparse.Namespace) -> int:
     if shutil.which("wrk") is None:
         print(WRK_MISSING, file=sys.stderr)
         return 2
-    only = args.only.split(",") if args.only else None
-    peers, skipped = pick_peers(only, args.workers)
-    if args.workers > 1:
-        print(f"tinyhttp runs with --workers {args.workers}", flush=True)
-    loads = [load for load in LOADS if not (args.quick and load.key == "large")]
+    loads = pick_loads(args.quick, args.tls)
     duration = args.duration or (3 if args.quick else 10)
-    print(f"{len(peers)} servers, {estimate(loads, len(peers), duration)}", flush=True)
     report = Report([])
-    report.notes.extend(f"skipped {reason}" for reason in skipped)
-    if args.workers > 1:
-        report.notes.append(f"tinyhttp ran with --workers {args.workers}; every peer with one")
     with tempfile.TemporaryDirectory(prefix="tinyhttp-bench-") as temp:
         work, root = Path(temp), Path(temp) / "files"
         root.mkdir()
         work.chmod(0o755)  # nginx's worker (user nobody, when we are root) must reach the files
+        peers = choose_peers(args, work, report)
+        report.notes[:0] = peer_notes(peers, loads, args)
+        print(f"{len(peers)} servers, {estimate(loads, peers, duration)}", flush=True)
         write_files(root, SMALL_FILES | ({} if args.quick else LARGE_FILES))
+        settled = time.monotonic() + CACHE_SETTLE
         with servers_stopped_at_exit() as running:
             report.notes.extend(start_all(peers, root, work, running))
-            report.servers = [server.name for server in running]
+            report.servers = columns(running)
+            time.sleep(max(0.0, settled - time.monotonic()))  # usually 0: starting takes longer
             load_all(running, loads, duration, report)
             for server in running:
-                report.values.setdefault(server.name, {})["peak_rss"] = peak_rss(server.process.pid)
+                if server.peer.tls is None:  # a TLS twin's memory is not its column's
+                    values = report.values.setdefault(server.name, {})
+                    values["peak_rss"] = peak_rss(server.process.pid)
     summarize(report)
     info = machine()
     print_report(report, loads, duration, info)
     write_chart(Path(args.chart), report, info)
     if args.json:
-        write_json(
-            Path(args.json),
-            {
-                "machine": info,
-                "commands": command_lines(loads, duration),
-                "values": report.values,
-                "notes": report.notes,
-            },
-        )
+        write_json(Path(args.json), json_payload(report, loads, duration, info))
     return 0
+
+
+def choose_peers(args: argparse.Namespace, work: Path, report: Report) -> list[Peer]:
+    """The peers to start; the certificate for --tls is made in `work`."""
+    cert = None
+    if args.tls:
+        made = make_certificate(work)
+        if isinstance(made, str):
+            report.notes.append(f"no TLS rows: {made}")
+        else:
+            cert = made
+    only = args.only.split(",") if args.only else None
+    compare = Path(args.compare) if args.compare else None
+    peers, skipped = pick_peers(only, args.workers, log=args.log, compare=compare, cert=cert)
+    report.notes.extend(f"skipped {reason}" for reason in skipped)
+    return peers
+
+
+def json_payload(
+    report: Report, loads: Sequence[Load], duration: int, info: dict[str, str]
+) -> dict[str, Any]:
+    """Values in base units (bytes, seconds, requests/s; cpu_* in CPU seconds per request)."""
+    return {
+        "machine": info,
+        "commands": command_lines(loads, duration),
+        "metrics": {
+            m.key: {"label": m.label, "better": m.better, "display_scale": m.scale} for m in METRICS
+        },
+        "values": report.values,
+        "runs": {
+            name: {key: [_run_json(r) for r in results] for key, results in runs.items()}
+            for name, runs in report.runs.items()
+        },
+        "notes": report.notes,
+    }
+
+
+def _run_json(result: WrkResult) -> dict[str, Any]:
+    fields = ("requests", "requests_per_sec", "bytes_per_sec", "cpu_seconds", "errors")
+    return {name: getattr(result, name) for name in fields}
 
 
 # --- idle connections -------------------------------------------------------------------------
@@ -996,8 +1372,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--idle", type=int, metavar="N", help="hold N idle connections to tinyhttp instead"
     )
+    p.add_argument(
+        "--log", action="store_true", help="add tinyhttp+log: tinyhttp with its access log on"
+    )
+    p.add_argument(
+        "--compare",
+        metavar="PATH",
+        help="add the tinyhttp of another checkout (e.g. a git worktree), as tinyhttp@NAME",
+    )
+    p.add_argument("--tls", action="store_true", help="add https:// rows for tinyhttp and nginx")
     p.add_argument("--idle-client", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.compare and not (Path(args.compare) / "tinyhttp" / "__main__.py").is_file():
+        p.error(f"--compare: no tinyhttp/__main__.py in {args.compare}")
     unknown = set(args.only.split(",")) - {s.name for s in SERVERS} if args.only else set()
     if unknown:
         p.error(f"--only: no server called {', '.join(sorted(unknown))}")
