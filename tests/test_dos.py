@@ -256,11 +256,12 @@ def test_the_signal_handler_wakes_the_loop_after_setting_its_flag(site: Path) ->
     server = Server(Config(root=site, port=0), AccessLog(open(os.devnull, "w")))  # noqa: SIM115
     thread = threading.Thread(target=server.serve, daemon=True)
     try:
-        server._wake(selectors.EVENT_READ)  # nothing waiting: the race's starting point
-        server._on_signal(signal.SIGTERM, None)
-        assert server._stop_requested
-        assert server._wake_reader.recv(1) == b"\0"
-        server._wake_writer.send(b"\0")  # put it back for the loop to find
+        wakeup = server.wakeup
+        wakeup.drain(selectors.EVENT_READ)  # nothing waiting: the race's starting point
+        wakeup._on_signal(signal.SIGTERM, None)
+        assert wakeup.stop_requested
+        assert wakeup.reader.recv(1) == b"\0"
+        wakeup.stop()  # put a byte back for the loop to find
         thread.start()
         thread.join(TIMEOUT)
         assert not thread.is_alive(), "the loop never saw the stop"

@@ -18,6 +18,7 @@ import pytest
 from tinyhttp import httpdate
 from tinyhttp.httpdate import DateClock, format_http_date, parse_http_date
 from tinyhttp.log import AccessLog, Exchange, escape
+from tinyhttp.message import Request
 from tinyhttp.mime import content_type
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110 §5.6.7)
@@ -283,7 +284,12 @@ def log_line(
     cut: str = "",
 ) -> None:
     """One answer logged as done `seconds` after its request began, then flushed."""
-    exchange = Exchange(peer, request_line, referer, agent, 100.0, status)
+    method, _, rest = request_line.partition(" ")
+    target, _, version = rest.rpartition(" HTTP/")
+    headers = {"referer": referer, "user-agent": agent}
+    request = Request(method, target, {k: v for k, v in headers.items() if v}, http_version=version)
+    assert Exchange(peer, request, 100.0).request_line == request_line
+    exchange = Exchange(peer, request, 100.0, status)
     log.answered(exchange, size, 100.0 + seconds, cut)
     log.flush()
 

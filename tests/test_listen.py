@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tinyhttp.config import Config
-from tinyhttp.listen import ListenError, is_wildcard, open_listener, url_for
+from tinyhttp.listen import ListenError, open_listener
 from tinyhttp.message import Request
+from tinyhttp.urls import is_wildcard, url_for
 
 from .conftest import INDEX, TIMEOUT, Reader, Running, host_allowed
 from .support import needs_dual_stack, needs_ipv6, needs_unix, running, unix_socket_path
@@ -150,21 +151,21 @@ def test_url_for_each_address(bind: str, url_host: str) -> None:
     with open_listener(bind, 0) as sock:
         assert not sock.getblocking(), "accept() must never stall the loop"
         port = sock.getsockname()[1]
-        assert url_for(sock) == f"http://{url_host}:{port}/"
+        assert url_for(sock.family, sock.getsockname()) == f"http://{url_host}:{port}/"
 
 
 def test_a_host_name_is_resolved() -> None:
     with open_listener("localhost", 0) as sock:
         host = sock.getsockname()[0]
         assert host in ("127.0.0.1", "::1")
-        assert url_for(sock).startswith(("http://127.0.0.1:", "http://[::1]:"))
+        assert url_for(sock.family, sock.getsockname()).startswith(("http://127.0.0.1:", "http://[::1]:"))
 
 
 @needs_unix
 def test_url_for_a_unix_socket(sock_path: Path) -> None:
     with open_listener("127.0.0.1", 0, unix=str(sock_path)) as sock:
         assert sock.family == socket.AF_UNIX
-        assert url_for(sock) == f"unix:{sock_path}"
+        assert url_for(sock.family, sock.getsockname()) == f"unix:{sock_path}"
 
 
 @pytest.mark.parametrize(

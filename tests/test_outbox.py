@@ -311,7 +311,7 @@ def test_closing_mid_answer_closes_a_shared_descriptor_once(tmp_path: Path) -> N
 
 
 def _exchange() -> Exchange:
-    return Exchange("127.0.0.1", "GET / HTTP/1.1", "", "", 0.0, 200)
+    return Exchange("127.0.0.1", None, 0.0, 200)
 
 
 def test_answers_come_back_when_their_last_byte_is_sent(

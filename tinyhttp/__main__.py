@@ -12,7 +12,8 @@ from typing import NoReturn
 
 from . import __version__, portable
 from .config import Config
-from .listen import ListenError, is_wildcard
+from .listen import ListenError
+from .urls import is_wildcard
 
 __all__ = ["main"]
 

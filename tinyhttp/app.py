@@ -25,6 +25,7 @@ class App:
         self.config = config
         self.cache = cache or FileCache(config.cache_bytes, config.cache_settle_seconds)
         self._good_hosts: set[str] = set()
+        self._decorated = bool(config.extra_headers) or config.cors_origin is not None
 
     def respond(self, request: Request) -> Reply:
         """The whole answer to one request; HEAD gets GET's headers and no body."""
@@ -34,7 +35,8 @@ class App:
             reply = error_reply(refusal.status, refusal.sentence)
         if reply.status == 404 and request.method in ("GET", "HEAD"):
             reply = features.custom_404(self.config) or reply
-        features.decorate(reply, self.config)
+        if self._decorated:
+            features.decorate(reply, self.config)
         if request.method == "HEAD":
             reply.close()  # HEAD repeats GET's headers, Content-Length included, but no body
         return reply

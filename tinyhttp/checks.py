@@ -45,7 +45,7 @@ def malformed(request: Request, config: Config) -> Refusal | None:
     if "content-length" in headers and "transfer-encoding" in headers:
         # Two framings: a proxy in front may pick the other one (request smuggling).
         return Refusal(400, "Content-Length and Transfer-Encoding together are not allowed.")
-    if declared_length(request) > config.max_body_bytes:
+    if "content-length" in headers and declared_length(request) > config.max_body_bytes:
         return Refusal(413, "The request body is too large.")
     return None
 

@@ -55,6 +55,7 @@ RECV_BYTES = 64 * 1024
 # The states in which we may still send a response (h11 docs, "error handling").
 _CAN_ANSWER = (h11.IDLE, h11.SEND_RESPONSE)
 _MUST_CLOSE = (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+_END = h11.EndOfMessage()  # immutable: one for every answer
 
 
 class Phase(enum.Enum):
@@ -174,10 +175,10 @@ class Connection:
         if self.phase is Phase.LINGERING:
             self._discard(data)
             return
-        if data and not self.incoming.fed:  # a request's first byte: its deadline starts
+        if data and not self.incoming.fed:
+            # A request's first byte: its deadline counts from now (set by _all_sent once
+            # nothing is left to send, unless this request is answered first).
             self.incoming.started = now
-            if not self.outbox:
-                self._wait(Wait.HEAD, now)
         self.incoming.fed += len(data)
         self.h11.receive_data(data)  # b"" tells h11 the client closed its side
         self._pump(now)
@@ -242,8 +243,6 @@ class Connection:
         """Take h11's events until it needs more bytes (h11's drain loop), or until answers
         back up, or until the connection is to close."""
         while self.phase is Phase.OPEN and not self.outbox.full():
-            if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-                self._next_cycle(now)
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as error:
@@ -251,18 +250,29 @@ class Connection:
                 return
             if self.trace:
                 self.trace.say(f"h11 -> {wire.describe(event)}")
-            if isinstance(event, h11.Request):
-                self._on_request(event, now)
-            elif isinstance(event, h11.Data):
-                self._on_body(event)
-            elif not isinstance(event, h11.EndOfMessage):
+            # type() is, as h11 itself tests events: isinstance() on its abstract Event
+            # classes takes the slow path through ABCMeta.
+            kind = type(event)
+            if kind is h11.Request:
+                self._on_request(cast(h11.Request, event), now)
+            elif kind is h11.Data:
+                self._on_body(cast(h11.Data, event))
+            elif kind is h11.EndOfMessage:
+                # We answer as soon as a head is in, so their request ending is what
+                # completes a cycle (unless our answer streams on).
+                if self.h11.our_state is h11.DONE:
+                    self._next_cycle(now)
+            else:
                 return  # NEED_DATA, PAUSED (our answer is not done), ConnectionClosed
 
     def _next_cycle(self, now: float) -> None:
         # Keep-alive: both sides are done. A pipelined request may already sit in h11's
-        # buffer; the pump goes on at once, as no readable event will come for it.
+        # buffer; the pump goes on at once (RFC 9112 §9.3.2), as no readable event will
+        # come for bytes already read.
         self.h11.start_next_cycle()
-        self.incoming = Incoming(now, len(self.h11.trailing_data[0]))
+        incoming = self.incoming  # the same record, made new for the next request
+        incoming.started, incoming.fed = now, len(self.h11.trailing_data[0])
+        incoming.request, incoming.body = None, 0
         if self.trace:
             self.trace.say("keep-alive: both sides are done; the connection waits for a request")
 
@@ -277,8 +287,10 @@ class Connection:
         reply = self.shared.respond(request)
         # A body we will not read (we refused, or the client awaits `100 Continue`, which a
         # final answer cancels) means the connection cannot be reused.
-        unread = reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
-        self._answer(reply, request, now, close=unread and checks.has_body(request))
+        unread = checks.has_body(request) and (
+            reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
+        )
+        self._answer(reply, request, now, close=unread)
 
     def _on_body(self, event: h11.Data) -> None:
         # A body on GET or HEAD means nothing to us; read it and drop it, up to the limit.
@@ -301,8 +313,7 @@ class Connection:
         response = self.shared.heads.response(reply.status, tuple(reply.headers), close)
         outbox = self.outbox
         outbox.write(self.h11.send(response) or b"")
-        exchange = Exchange.of(self.peer, request, reply.status, self.incoming.started)
-        exchange.body_from = outbox.queued
+        exchange = Exchange(self.peer, request, self.incoming.started, reply.status, outbox.queued)
         for piece in reply.pieces:
             if isinstance(piece, FileSlice):
                 # h11 counts the slice's len() against Content-Length; the outbox sends it.
@@ -310,7 +321,9 @@ class Connection:
                 outbox.add_file(piece)
             elif piece:
                 outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
-        outbox.write(self.h11.send(h11.EndOfMessage()) or b"")
+        end = self.h11.send(_END)  # b"" when Content-Length frames the body
+        if end:
+            outbox.write(end)
         outbox.end_answer(exchange)
         if self.trace:
             self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")

@@ -27,19 +27,11 @@ A few options are set between socket() and bind(): SO_REUSEADDR (restart at once
 from __future__ import annotations
 
 import contextlib
-import errno
-import ipaddress
 import socket
 
-from . import portable, unix
+from . import portable, unix, urls
 
-__all__ = [
-    "BACKLOG",
-    "ListenError",
-    "is_wildcard",
-    "open_listener",
-    "url_for",
-]
+__all__ = ["BACKLOG", "ListenError", "open_listener"]
 
 # How many finished handshakes the kernel may queue before we accept() them; a burst of
 # a thousand connects must not be refused (Linux caps it at net.core.somaxconn).
@@ -79,7 +71,7 @@ def _tcp_listener(bind: str, port: int, reuse_port: bool = False) -> socket.sock
         if portable.REUSE_ADDRESS:
             # Restart at once after a stop, despite the old connections in TIME_WAIT.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and is_wildcard(address[0]):
+        if family == socket.AF_INET6 and urls.is_wildcard(address[0]):
             _dual_stack(sock)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -87,7 +79,7 @@ def _tcp_listener(bind: str, port: int, reuse_port: bool = False) -> socket.sock
         sock.listen(BACKLOG)
     except OSError as error:
         sock.close()
-        raise ListenError(_explain(error, bind, port)) from None
+        raise ListenError(urls.explain(error, bind, port)) from None
     return sock
 
 
@@ -96,7 +88,7 @@ def _resolve(bind: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int
     try:
         # AI_PASSIVE: we want an address to listen on, not one to connect to.
         infos = socket.getaddrinfo(
-            _unbracket(bind), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            urls.unbracket(bind), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except (socket.gaierror, UnicodeError):
         raise ListenError(f"cannot resolve {bind!r}; try --bind 127.0.0.1") from None
@@ -114,16 +106,6 @@ def _dual_stack(sock: socket.socket) -> None:
     # OpenBSD refuses dual-stack sockets altogether: there `::` answers IPv6 only.
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-
-
-def _explain(error: OSError, bind: str, port: int) -> str:
-    if error.errno == errno.EADDRINUSE:
-        return f"port {port} is in use; try --port 0"
-    if error.errno == errno.EACCES:
-        return f"no permission to listen on port {port}; try --port 8000"
-    if error.errno == errno.EADDRNOTAVAIL:
-        return f"{bind} is not an address of this machine; try --bind 127.0.0.1"
-    return f"cannot listen on {bind} port {port}: {error.strerror}"
 
 
 # --- Unix domain sockets -------------------------------------------------------------------
@@ -144,34 +126,3 @@ def _unix_listener(path: str) -> socket.socket:
         sock.close()
         raise ListenError(f"cannot listen on unix:{path}: {unix.reason(error)}") from None
     return sock
-
-
-# --- what to print -------------------------------------------------------------------------
-
-
-def _unbracket(host: str) -> str:
-    """`[::1]` as written in URLs is the address `::1`."""
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
-def is_wildcard(bind: str) -> bool:
-    """Whether the address means every interface (reachable from the network)."""
-    host = _unbracket(bind)
-    if host == "":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_unspecified  # 0.0.0.0, ::, 0::0, ...
-    except ValueError:
-        return False  # a host name: the bound address says what it became
-
-
-def url_for(sock: socket.socket) -> str:
-    """The URL a browser on this machine should open for a listening socket."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return f"unix:{sock.getsockname()}"  # e.g. curl --unix-socket PATH http://localhost/
-    host, port = sock.getsockname()[:2]
-    if is_wildcard(host):
-        host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
-    if sock.family == socket.AF_INET6:
-        host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal in a URL goes in brackets
-    return f"http://{host}:{port}/"

@@ -29,22 +29,22 @@ class Exchange:
     """One request and its answer, as the access log tells it once the answer is done."""
 
     peer: str
-    request_line: str  # exactly as the client sent it, or "-" when none could be read
-    referer: str
-    user_agent: str
+    request: Request | None  # None when no request could be read
     started: float  # time.monotonic() when the request's first byte arrived
     status: int = 0
     body_from: int = 0  # where the answer's body begins in the connection's stream of bytes
     ends_at: int = 0  # and where the answer ends
 
-    @classmethod
-    def of(cls, peer: str, request: Request | None, status: int, started: float) -> Exchange:
-        """The log's record of a request (None: one that could not be read) and its answer."""
+    @property
+    def request_line(self) -> str:
+        """The request line exactly as the client sent it, or "-"."""
+        request = self.request
         if request is None:
-            return cls(peer, "-", "", "", started, status)
-        line = f"{request.method} {request.target} HTTP/{request.http_version}"
-        referer, agent = request.headers.get("referer", ""), request.headers.get("user-agent", "")
-        return cls(peer, line, referer, agent, started, status)
+            return "-"
+        return f"{request.method} {request.target} HTTP/{request.http_version}"
+
+    def header(self, name: str) -> str:
+        return "" if self.request is None else self.request.headers.get(name, "")
 
 
 class AccessLog:
@@ -76,8 +76,9 @@ class AccessLog:
             return
         self._lines.append(
             f'{exchange.peer} - - [{self._timestamp()}] "{escape(exchange.request_line)}" '
-            f'{exchange.status} {body_bytes} "{escape(exchange.referer) or "-"}" '
-            f'"{escape(exchange.user_agent) or "-"}" {ms:.2f}ms{" cut:" + cut if cut else ""}\n'
+            f'{exchange.status} {body_bytes} "{escape(exchange.header("referer")) or "-"}" '
+            f'"{escape(exchange.header("user-agent")) or "-"}" {ms:.2f}ms'
+            f"{' cut:' + cut if cut else ''}\n"
         )
 
     def error(self, text: str) -> None:
@@ -111,8 +112,8 @@ def _json_line(stamp: str, exchange: Exchange, body_bytes: int, ms: float, cut: 
         "request": exchange.request_line,
         "status": exchange.status,
         "bytes": body_bytes,
-        "referer": exchange.referer,
-        "user_agent": exchange.user_agent,
+        "referer": exchange.header("referer"),
+        "user_agent": exchange.header("user-agent"),
         "ms": round(ms, 2),
         "cut": cut or None,
     }

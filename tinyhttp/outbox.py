@@ -92,10 +92,10 @@ class Outbox:
 
     def done(self) -> list[Exchange]:
         """The answers whose last byte the kernel has taken since the last call."""
-        if not self._answers or self._answers[0].ends_at > self.sent:
-            return []
         count = 0
-        while count < len(self._answers) and self._answers[count].ends_at <= self.sent:
+        for answer in self._answers:
+            if answer.ends_at > self.sent:
+                break
             count += 1
         finished = self._answers[:count]
         del self._answers[:count]
@@ -134,22 +134,16 @@ class Outbox:
         else:
             n = sock.send(b"".join(run))
         if self.trace:
-            size = sum(len(item) for item in run)
             call = "send" if len(run) == 1 else f"sendmsg of {len(run)} buffers"
-            self.trace.say(f"{call}({size} bytes) -> {n} taken by the kernel")
-        self._consume(n)
-        return n
-
-    def _consume(self, n: int) -> None:
-        """Drop the first `n` bytes of the queue: whole strings, then part of one."""
-        while n:
-            item = self._items[0]
-            assert not isinstance(item, FileSlice)  # a file is never sent with send()
-            if len(item) > n:
-                self._items[0] = memoryview(item)[n:]
-                return
-            n -= len(item)
-            del self._items[0]
+            self.trace.say(f"{call}({sum(map(len, run))} bytes) -> {n} taken by the kernel")
+        taken = 0  # drop what the kernel took: whole strings, then the start of one
+        while taken < len(run) and len(run[taken]) <= n:
+            n -= len(run[taken])
+            taken += 1
+        del self._items[:taken]
+        if n:
+            self._items[0] = memoryview(run[taken])[n:]
+        return sum(map(len, run[:taken])) + n
 
     def _send_file(self, sock: socket.socket, piece: FileSlice) -> int:
         if self.sendfile:

@@ -24,36 +24,34 @@ At the connection limit a newcomer waits in the kernel's backlog until a connect
 one may give up its place (Connection.may_make_room): kept-alive idle ones at once, others
 only once they have had time to send a request; never one whose request waits unread.
 
-Stopping: a signal handler (or stop()) sets a flag and writes a byte to a socket pair that
-the selector watches, so select() returns; at the end of that turn the loop stops accepting,
+Stopping: a signal or stop() wakes select() (wakeup.py) and sets a flag; at the end of that
+turn of the loop the server stops accepting,
 closes idle connections and lets the others finish their answer until the drain deadline.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import heapq
 import itertools
-import os
 import selectors
-import signal
 import socket
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from types import FrameType
 
 from . import portable
 from .app import App
 from .config import Config
 from .connection import Connection, Phase, Shared
 from .httpdate import DateClock
-from .listen import open_listener, url_for
+from .listen import open_listener
 from .log import AccessLog, Tracer
 from .unix import remove_socket_file
+from .urls import url_for
+from .wakeup import Wakeup
 from .wire import Heads
 
 __all__ = ["Server"]
@@ -91,7 +89,7 @@ class Server:
         # A worker process gets its listener from the supervisor; otherwise open our own.
         self._owns_listener = listener is None
         self.listener = listener or open_listener(config.bind, config.port, config.unix)
-        self.url = url_for(self.listener)
+        self.url = url_for(self.listener.family, self.listener.getsockname())
         if config.unix is None:
             # Keep the address really bound (a host name resolved, port 0 made real), so the
             # Host check knows whether we are on loopback.
@@ -101,28 +99,21 @@ class Server:
         self.log = log or AccessLog(quiet=config.quiet, as_json=config.log_json)
         self.tracer = Tracer(self.log) if config.trace else None
         self.app = App(config)
-        heads = Heads(DateClock())
-        self.shared = Shared(config, self.log, heads, self.app.respond)
+        self.shared = Shared(config, self.log, Heads(DateClock()), self.app.respond)
         self.shared.sendfile, self.shared.gather = portable.sendfile(config), portable.gather()
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
         self.deadlines: list[tuple[float, int, _Slot]] = []
         self._numbers = itertools.count()  # breaks ties between deadlines due at once
         self._accepting_again_at: float | None = None  # set while accept() is paused
-        self._stop_requested = False
         self._drain_until: float | None = None
         self.cut = 0  # answers cut short by the end of the drain
-        # Signals and stop() wake select() through this pair (PEP 475 would otherwise
-        # resume a select() with no timeout as if nothing happened).
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
-        self._wake_writer.setblocking(False)
-        self._signals: tuple[int, ...] = ()
+        self.wakeup = Wakeup()
         self._tuned_listener = portable.options_inherited()
         if self._tuned_listener and self.listener.family in (socket.AF_INET, socket.AF_INET6):
             _tune(self.listener)  # every socket accept() returns inherits these
         self.selector.register(self.listener, READ, self._accept)
-        self.selector.register(self._wake_reader, READ, self._wake)
+        self.selector.register(self.wakeup.reader, READ, self.wakeup.drain)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -133,7 +124,7 @@ class Server:
                 for key, mask in self.selector.select(self._timeout()):
                     key.data(mask)
                 self._run_due(time.monotonic())
-                if self._stop_requested and self._drain_until is None:
+                if self.wakeup.stop_requested and self._drain_until is None:
                     self._begin_drain()
                 self.log.flush()  # the access log lines of this turn, in one write
         finally:
@@ -157,7 +148,10 @@ class Server:
                 continue  # the connection is gone, or an earlier entry replaced this one
             slot.scheduled = float("inf")
             if conn.deadline <= now:
-                self._guarded(conn, conn.on_timeout, now)
+                try:
+                    conn.on_timeout(now)
+                except Exception as error:  # as in _serve: this connection only
+                    self._crashed(conn, error, now)
             self._settle(conn)  # if the deadline moved, one new entry at the real time
         if self._accepting_again_at is not None and now >= self._accepting_again_at:
             self._resume_accepting()
@@ -228,21 +222,21 @@ class Server:
 
     def _serve(self, conn: Connection, mask: int) -> None:
         now = time.monotonic()
-        if mask & READ:
-            self._guarded(conn, conn.on_readable, now)
-        if mask & WRITE and conn.phase is not Phase.CLOSED:
-            self._guarded(conn, conn.on_writable, now)
+        try:
+            if mask & READ:
+                conn.on_readable(now)
+            if mask & WRITE and conn.phase is not Phase.CLOSED:
+                conn.on_writable(now)
+        except Exception as error:  # the one top-level guard: one bad connection never
+            self._crashed(conn, error, now)  # takes the loop, and everyone else, down with it
         self._settle(conn)
 
-    def _guarded(self, conn: Connection, handler: Callable[[float], None], now: float) -> None:
+    def _crashed(self, conn: Connection, error: Exception, now: float) -> None:
         try:
-            handler(now)
-        except Exception as error:  # the one top-level guard: one bad connection never
-            try:  # takes the loop, and everyone else on it, down with it
-                conn.on_crash(error, now)
-            except Exception as second:  # answering the first failed too: say so, then close
-                self.log.error("".join(traceback.format_exception(second)))
-                conn.close("the server failed while handling an error", "error")
+            conn.on_crash(error, now)
+        except Exception as second:  # answering the first failed too: say so, then close
+            self.log.error("".join(traceback.format_exception(second)))
+            conn.close("the server failed while handling an error", "error")
 
     def _settle(self, conn: Connection) -> None:
         """Bring the selector and the deadline heap up to date with the connection."""
@@ -279,9 +273,7 @@ class Server:
 
     def stop(self) -> None:
         """Ask the loop to drain and return; safe from another thread or a signal handler."""
-        self._stop_requested = True  # first the flag, then the wake-up that makes it seen
-        with contextlib.suppress(OSError):  # full or closed: the loop is waking anyway
-            self._wake_writer.send(b"\0")
+        self.wakeup.stop()
 
     def stop_when_closed(self, fd: int) -> None:
         """Drain and stop once `fd`, the read end of a pipe, reports end of file: a worker's
@@ -295,22 +287,7 @@ class Server:
 
     def catch_signals(self, signals: tuple[int, ...] = portable.STOP_SIGNALS) -> None:
         """Make Ctrl-C and SIGTERM drain and stop the loop (call from the main thread)."""
-        self._signals = signals
-        signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
-        for signum in signals:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop_requested:
-            os._exit(130)  # a second Ctrl-C: the user does not want to wait for the drain
-        # set_wakeup_fd's byte may already have been read by the time this handler runs;
-        # stop() writes one after setting the flag, so the loop always sees it.
-        self.stop()
-
-    def _wake(self, mask: int) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while self._wake_reader.recv(4096):
-                pass
+        self.wakeup.catch(signals)
 
     def _begin_drain(self) -> None:
         """Stop accepting; close idle connections; let the others finish their answer."""
@@ -331,12 +308,9 @@ class Server:
             self.listener.close()
         if self._owns_listener:
             remove_socket_file(self.config)
-        if self._signals:
-            signal.set_wakeup_fd(-1)
         self.log.flush()
         self.selector.close()
-        self._wake_reader.close()
-        self._wake_writer.close()
+        self.wakeup.close()
 
 
 def _tune(sock: socket.socket) -> None:

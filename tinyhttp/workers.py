@@ -21,9 +21,10 @@ from types import FrameType
 
 from . import portable
 from .config import Config
-from .listen import open_listener, url_for
+from .listen import open_listener
 from .server import Server
 from .unix import remove_socket_file
+from .urls import url_for
 
 __all__ = ["Supervisor"]
 
@@ -39,7 +40,7 @@ class Supervisor:
         # A plain bind first proves the port free: with SO_REUSEPORT alone, a second tinyhttp
         # would quietly share the first one's port instead of saying it is in use.
         probe = open_listener(config.bind, config.port, config.unix)
-        self.url = url_for(probe)
+        self.url = url_for(probe.family, probe.getsockname())
         if config.unix is None:
             host, port = probe.getsockname()[:2]
             config = replace(config, bind=host, port=port)
