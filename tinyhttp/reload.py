@@ -278,18 +278,17 @@ class Watcher:
     def _look(self) -> None:
         """This poll's share of stat() calls: the hot files, then a slice of each ring."""
         for path in self._hot:
-            self._check_file(path)
+            self._check_file(path, self._table(path))
         for path in self._web_ring.take(WEB_SLICE, self._web):
-            self._check_file(path)
+            self._check_file(path, self._web)
         if self._web_ring.new_round:
             self._refill_hot()
         for path in self._other_ring.take(OTHER_SLICE, self._other):
-            self._check_file(path)
+            self._check_file(path, self._other)
         for folder in self._dir_ring.take(FOLDER_SLICE, self._dirs):
             self._check_folder(folder)
 
-    def _check_file(self, path: str) -> None:
-        table = self._table(path)
+    def _check_file(self, path: str, table: dict[str, Stamp]) -> None:
         known = table.get(path)
         if known is None:
             return  # forgotten since it was handed out
