@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
         help="turn off /.well-known/tinyhttp/echo (on only for a loopback bind)",
     )
     p.add_argument(
+        "--reload",
+        action="store_true",
+        help="reload pages in the browser when a file under the folder changes",
+    )
+    p.add_argument(
         "--log-format",
         choices=("combined", "json"),
         default="combined",
@@ -268,6 +273,7 @@ def _config(args: argparse.Namespace) -> Config:
         cors_origin=args.cors_origin or ("*" if args.cors else None),
         spa=args.spa,
         echo=not args.no_echo,
+        reload=args.reload,
         workers=args.workers,
         **{name: getattr(args, name) for name, _, _ in LIMITS},
     )

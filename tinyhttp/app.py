@@ -7,7 +7,7 @@ add to every answer.
 
 from __future__ import annotations
 
-from . import checks, echo, features, static
+from . import checks, echo, features, reload, static
 from .cache import FileCache
 from .config import Config
 from .message import Refusal, Reply, Request, error_reply
@@ -21,9 +21,15 @@ class App:
     # Host values found good, remembered: browsers send the same one with every request.
     KNOWN_HOSTS = 64
 
-    def __init__(self, config: Config, cache: FileCache | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: FileCache | None = None,
+        watcher: reload.Watcher | None = None,
+    ) -> None:
         self.config = config
         self.cache = cache or FileCache(config.cache_bytes, config.cache_settle_seconds)
+        self.watcher = watcher  # --reload: told which files browsers load
         self._good_hosts: set[str] = set()
         self._decorated = bool(config.extra_headers) or config.cors_origin is not None
 
@@ -35,6 +41,8 @@ class App:
             reply = error_reply(refusal.status, refusal.sentence)
         if reply.status == 404 and request.method in ("GET", "HEAD"):
             reply = features.custom_404(self.config) or reply
+        if self.config.reload:
+            reply = reload.page_reply(request, reply)  # HTML gets the script
         if self._decorated:
             features.decorate(reply, self.config)
         if request.method == "HEAD":
@@ -50,7 +58,23 @@ class App:
         path, query = static.parse_target(request.target)
         if path == echo.PATH and echo.enabled(self.config):
             return echo.echo_reply(request)
+        if self.config.reload:
+            return self._reloading(request, path, query)
         return static.serve(request, path, query, self.config, self.cache)
+
+    def _reloading(self, request: Request, path: str, query: str) -> Reply:
+        """--reload: the event stream, or a file whose loading the watcher hears of; an HTML
+        page is made from the plain file, never a range or a compressed copy of it."""
+        if path == reload.PATH:
+            return reload.stream_reply()
+        if self.watcher is not None:
+            index = self.config.index_files[0]
+            self.watcher.served(reload.served_path(str(self.config.root), path, index))
+        reply = static.serve(request, path, query, self.config, self.cache)
+        if reload.wants_plain(reply, path):
+            reply.close()
+            reply = static.serve(reload.plain(request), path, query, self.config, self.cache)
+        return reply
 
     def _check_host(self, request: Request) -> None:
         """The Host check, skipped for a Host value already found good (an origin-form

@@ -44,6 +44,8 @@ class Config:
     spa: bool = False  # unknown extension-less paths get /index.html (client-side routes)
     # /.well-known/tinyhttp/echo shows a request's head; only ever on a loopback bind.
     echo: bool = True
+    # --reload: HTML pages get a script that reloads them when a file under the root changes.
+    reload: bool = False
 
     # --- limits -------------------------------------------------------------------------
     # Request head: node.js 16 KiB, nginx 8 KiB + 4x8 KiB buffers, tomcat 8 KiB -> 16 KiB.
@@ -78,6 +80,9 @@ class Config:
     workers: int = 1
     # Ctrl-C lets in-flight responses finish for this long.
     drain_timeout: float = 5.0
+    # An event stream that has said nothing this long sends a comment line: the WHATWG HTML
+    # standard suggests one "every 15 seconds or so" so that proxies do not drop it.
+    heartbeat_seconds: float = 15.0
 
     # --- speed --------------------------------------------------------------------------
     # Files up to this size are read and sent with their head in one send().

@@ -46,7 +46,7 @@ import h11
 from . import checks, wire
 from .config import Config
 from .log import AccessLog, Exchange, Trace
-from .message import FileSlice, Refusal, Reply, Request, error_reply
+from .message import FileSlice, Refusal, Reply, Request, Stream, error_reply
 from .outbox import Outbox
 
 __all__ = ["Connection", "Phase", "Shared", "Wait"]
@@ -74,6 +74,7 @@ class Wait(enum.Enum):
     SEND = ("send_timeout", "the client stopped reading its answer")
     IDLE = ("idle_timeout", "keep-alive idle: no next request")
     LINGER = ("linger_seconds", "the client never closed its side")
+    STREAM = ("heartbeat_seconds", "an event stream said nothing for a while")
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Shared:
     sendfile: bool = True  # whether files go out by os.sendfile()
     gather: bool = True  # whether several buffers go out in one sendmsg()
     stopping: bool = False  # the server is draining: every answer is the last one
+    heartbeat: bytes = b""  # what an event stream says when it has said nothing for a while
     timeouts: dict[Wait, float] = field(init=False)  # each Wait's limit, looked up once
 
     def __post_init__(self) -> None:
@@ -189,7 +191,11 @@ class Connection:
         self._flush(now)
 
     def on_timeout(self, now: float) -> None:
-        """The deadline passed: answer 408 to a half-sent head, otherwise just close."""
+        """The deadline passed: answer 408 to a half-sent head, keep an event stream
+        alive with a comment, otherwise just close."""
+        if self.waiting is Wait.STREAM:
+            self.push(self.shared.heartbeat, now)
+            return
         head_begun = self.incoming.fed and self.h11.their_state is h11.IDLE
         if self.waiting is Wait.HEAD and head_begun and self.h11.our_state in _CAN_ANSWER:
             self._refuse(Refusal(408, "The request took too long to arrive."), now)
@@ -214,10 +220,25 @@ class Connection:
         else:
             self.close("the server failed mid-answer", "error")
 
-    def drain(self) -> None:
-        """The server is stopping: close now if idle; else the answer in flight is the last."""
-        if self.phase is Phase.OPEN and not self.outbox and not self.incoming.fed:
+    def drain(self, now: float) -> None:
+        """The server is stopping: close now if idle, end an event stream, or let the answer
+        in flight be the last."""
+        if self.phase is not Phase.OPEN:
+            return
+        if self.h11.our_state is h11.SEND_BODY:
+            self.outbox.write(self.h11.send(_END) or b"")  # the chunked body's last chunk
+            self.outbox.end_answer(None)
+            self.phase = Phase.CLOSING
+            self._flush(now)
+        elif not self.outbox and not self.incoming.fed:
             self.close("the server is stopping and this connection was idle")
+
+    def push(self, data: bytes, now: float) -> None:
+        """Send more of an answer that does not end (an event stream); h11 frames it."""
+        if self.trace:
+            self.trace.say(f"push: {len(data)} bytes to the event stream")
+        self.outbox.write(self.h11.send(h11.Data(data=data)) or b"")
+        self._flush(now)
 
     def close(self, why: str = "the server is done with it", cut: str = "closed") -> int:
         """Done with this client; the server unregisters and closes the socket. Answers not
@@ -321,6 +342,11 @@ class Connection:
                 outbox.add_file(piece)
             elif piece:
                 outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
+        if isinstance(reply.body, Stream):
+            outbox.end_answer(exchange, later=True)  # an answer that goes on: see push()
+            if self.trace:
+                self.trace.say(f"h11 <- Response {reply.status}: an event stream, kept open")
+            return
         end = self.h11.send(_END)  # b"" when Content-Length frames the body
         if end:
             outbox.write(end)
@@ -342,8 +368,9 @@ class Connection:
                 # promised Content-Length can no longer be kept: either way, close.
                 self.close(f"sending failed: {error}", "client-gone")
                 return
-            for exchange in self.outbox.done():
-                self.shared.log.answered(exchange, exchange.ends_at - exchange.body_from, now)
+            for exchange in self.outbox.done():  # the time they are done, not this event's
+                body = exchange.ends_at - exchange.body_from
+                self.shared.log.answered(exchange, body, time.monotonic())
             if self.outbox and (sent or self.waiting is not Wait.SEND):
                 self._wait(Wait.SEND, now)  # output queued, or progressing
             if backed_up and not self.outbox.full() and self.phase is Phase.OPEN:
@@ -354,7 +381,12 @@ class Connection:
             return
 
     def _all_sent(self, now: float) -> None:
-        if self.phase is Phase.CLOSING or self.h11.our_state in _MUST_CLOSE:
+        if self.h11.our_state is h11.SEND_BODY:  # an event stream, open until one side ends it
+            if self.h11.their_state is h11.CLOSED:
+                self.close("the client closed the event stream", "client-gone")
+            else:
+                self._wait(Wait.STREAM, now)
+        elif self.phase is Phase.CLOSING or self.h11.our_state in _MUST_CLOSE:
             if self.phase is Phase.OPEN and self._nothing_more_coming():
                 self.close("answered; the client asked to close")
             else:

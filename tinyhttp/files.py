@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass, replace
 
@@ -10,10 +9,10 @@ from . import codings, conditional, ranges
 from .cache import Cached, Identity
 from .config import Config
 from .httpdate import format_http_date
-from .message import FileSlice, Refusal, Reply, Request, add_vary, error_reply, replace_header
+from .message import FileSlice, Reply, Request, add_vary, error_reply, replace_header
 from .mime import content_type
 
-__all__ = ["OpenFile", "cached_reply", "etag", "file_reply", "refusal_for", "shadow"]
+__all__ = ["OpenFile", "cached_reply", "etag", "file_reply", "shadow"]
 
 
 @dataclass
@@ -83,17 +82,6 @@ def shadow(reply: Reply, paths: tuple[str, ...]) -> None:
     """Mark a cacheable reply stale once any of `paths` appears (an earlier index file)."""
     if reply.origin is not None and paths:
         reply.origin = replace(reply.origin, shadows=reply.origin.shadows + paths)
-
-
-def refusal_for(error: OSError) -> Refusal:
-    """An OS error as the status a client should see: never a 500."""
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return Refusal(403, "This file is not readable by the server.")
-    if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
-        # Out of descriptors is our trouble, and passing: a 404 would tell the client, and
-        # any cache on the way, that a file that exists is gone.
-        return Refusal(503, "The server is too busy to open the file; try again shortly.")
-    return Refusal(404, "No such file.")
 
 
 # --- the representation: which coding, which headers ---------------------------------------

@@ -13,8 +13,7 @@ from urllib.parse import quote_from_bytes
 
 from . import negotiate, pages
 from .cache import Cached, FileCache, Identity
-from .files import refusal_for
-from .message import Reply, Request
+from .message import Reply, Request, refusal_for
 
 __all__ = ["Entry", "html_listing", "json_listing", "listing_reply", "sort_entries"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ __all__ = [
     "Refusal",
     "Reply",
     "Request",
+    "Stream",
     "add_vary",
     "error_reply",
+    "refusal_for",
     "replace_header",
 ]
 
@@ -57,7 +60,15 @@ class Request:
     head_bytes: int = 0  # the head's size as it arrived, whitespace and folds included
 
 
-Body = bytes | FileSlice | list[bytes | FileSlice]
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A body that never ends: the connection keeps the answer open and pushes more to it
+    (a Server-Sent Events stream); `opening` is what goes out first."""
+
+    opening: bytes
+
+
+Body = bytes | FileSlice | Stream | list[bytes | FileSlice]
 
 
 @dataclass(slots=True)
@@ -71,8 +82,11 @@ class Reply:
 
     @property
     def pieces(self) -> list[bytes | FileSlice]:
-        """The body as a list of bytes and file slices."""
-        return self.body if isinstance(self.body, list) else [self.body]
+        """The body as a list of bytes and file slices (a stream's opening bytes)."""
+        body = self.body
+        if isinstance(body, Stream):
+            return [body.opening]
+        return body if isinstance(body, list) else [body]
 
     @property
     def length(self) -> int:
@@ -119,3 +133,14 @@ def add_vary(reply: Reply, name: str) -> None:
 def replace_header(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
     """A copy of `headers` with `name`'s value replaced."""
     return [(n, value if n == name else v) for n, v in headers]
+
+
+def refusal_for(error: OSError) -> Refusal:
+    """An OS error as the status a client should see: never a 500."""
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return Refusal(403, "This file is not readable by the server.")
+    if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        # Out of descriptors is our trouble, and passing: a 404 would tell the client, and
+        # any cache on the way, that a file that exists is gone.
+        return Refusal(503, "The server is too busy to open the file; try again shortly.")
+    return Refusal(404, "No such file.")

@@ -34,6 +34,9 @@ TURN_BYTES = 8 * 1024 * 1024
 GATHER = 64
 
 
+_NEVER = 2**63  # where an answer that has not ended yet ends, for now
+
+
 class FileShrank(OSError):
     """The file ended before the bytes its Content-Length promised (it was truncated)."""
 
@@ -85,10 +88,14 @@ class Outbox:
         self._files += piece.last
         self.queued += piece.length
 
-    def end_answer(self, answer: Exchange) -> None:
-        """Mark where an answer ends: `done()` hands it back once that byte is sent."""
-        answer.ends_at = self.queued
-        self._answers.append(answer)
+    def end_answer(self, answer: Exchange | None, later: bool = False) -> None:
+        """Mark where an answer ends: `done()` hands it back once that byte is sent. An
+        answer that goes on (`later`) ends when this is called again with None."""
+        if answer is None:
+            answer = self._answers[-1]
+        else:
+            self._answers.append(answer)
+        answer.ends_at = _NEVER if later else self.queued
 
     def done(self) -> list[Exchange]:
         """The answers whose last byte the kernel has taken since the last call."""

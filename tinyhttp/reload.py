@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -9,6 +10,10 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
+
+from . import conditional
+from .message import FileSlice, Reply, Request, Stream
+from .mime import content_type
 
 __all__ = [
     "HEARTBEAT",
@@ -21,6 +26,11 @@ __all__ = [
     "inject",
     "injected_etag",
     "opening",
+    "page_reply",
+    "plain",
+    "served_path",
+    "stream_reply",
+    "wants_plain",
 ]
 
 # Under /.well-known/ (RFC 8615), like the echo, so no site file is likely to be hidden by it.
@@ -168,6 +178,83 @@ def frame(event: str, data: str = "") -> bytes:
     lines = [f"event: {event}"]
     lines += [f"data: {line}" if line else "data:" for line in _LINE_BREAK.split(data)]
     return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+# --- the server's side: the stream's answer, and HTML pages with the script in -------------
+
+
+def stream_reply() -> Reply:
+    """The answer at PATH: an event stream that stays open (never stored by a cache)."""
+    headers = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")]
+    return Reply(200, headers, Stream(opening()))
+
+
+def _html(reply: Reply) -> bool:
+    return dict(reply.headers).get("Content-Type", "").startswith("text/html")
+
+
+def wants_plain(reply: Reply, path: str) -> bool:
+    """Whether an answer for a page must be made again from the plain file: a range of it
+    or a compressed sibling has no place to put the script, and a 304 means the client
+    holds the plain file, not the page with the script in."""
+    if reply.status == 304:
+        return path.endswith("/") or content_type(path).startswith("text/html")
+    coded = any(name == "Content-Encoding" for name, _ in reply.headers)
+    return _html(reply) and (reply.status in (206, 416) or coded)
+
+
+def page_reply(request: Request, reply: Reply) -> Reply:
+    """An HTML answer (a page, a listing, a 404) with the script in, as a representation of
+    its own: exact Content-Length, its own ETag, and no ranges (RFC 9110 §14.2 lets a server
+    ignore Range, so a Range on it gets the whole page)."""
+    if reply.status not in (200, 404) or not _html(reply) or isinstance(reply.body, Stream):
+        return reply
+    page = inject(_bytes_of(reply))
+    dropped = ("Content-Length", "ETag", "Accept-Ranges")
+    headers = [(name, value) for name, value in reply.headers if name not in dropped]
+    headers.append(("Content-Length", str(len(page))))
+    etag = dict(reply.headers).get("ETag")
+    if etag is None:
+        return Reply(reply.status, headers, page)
+    tag = injected_etag(etag)
+    headers.append(("ETag", tag))
+    if _unchanged(request, tag):
+        kept = ("ETag", "Last-Modified", "Cache-Control", "Vary")
+        return Reply(304, [(name, value) for name, value in headers if name in kept])
+    return Reply(reply.status, headers, page)
+
+
+def plain(request: Request) -> Request:
+    """The request without what would make a page's answer a range or a compressed copy."""
+    dropped = ("range", "if-range", "accept-encoding", "if-none-match", "if-modified-since")
+    headers = {name: value for name, value in request.headers.items() if name not in dropped}
+    return dataclasses.replace(request, headers=headers)
+
+
+def served_path(root: str, url_path: str, index: str) -> str:
+    """The file a URL path names under `root`, a folder's `index` file for a folder."""
+    return os.path.join(root, url_path.lstrip("/"), index if url_path.endswith("/") else "")
+
+
+def _unchanged(request: Request, tag: str) -> bool:
+    """If-None-Match names the injected page (RFC 9110 §13.1.2: weak comparison)."""
+    wanted = request.headers.get("if-none-match")
+    if wanted is None or request.method not in ("GET", "HEAD"):
+        return False
+    tags = conditional.parse_etags(wanted)
+    return tags is None or any(conditional.weak_match(t, tag) for t in tags)
+
+
+def _bytes_of(reply: Reply) -> bytes:
+    """The whole body as bytes; a file slice is read, and its file closed."""
+    parts = []
+    for piece in reply.pieces:
+        if isinstance(piece, FileSlice):
+            parts.append(os.pread(piece.fd, piece.length, piece.offset))
+        else:
+            parts.append(piece)
+    reply.close()
+    return b"".join(parts)
 
 
 # --- the watcher ---------------------------------------------------------------------------

@@ -42,10 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from . import portable
+from . import portable, reload
 from .app import App
 from .config import Config
-from .connection import Connection, Phase, Shared
+from .connection import Connection, Phase, Shared, Wait
 from .httpdate import DateClock
 from .listen import open_listener
 from .log import AccessLog, Tracer
@@ -98,9 +98,12 @@ class Server:
         self.config = config
         self.log = log or AccessLog(quiet=config.quiet, as_json=config.log_json)
         self.tracer = Tracer(self.log) if config.trace else None
-        self.app = App(config)
+        # --reload: the watcher is polled from this loop, between events (reload.py).
+        self.watcher = reload.Watcher(str(config.root), time.monotonic()) if config.reload else None
+        self.app = App(config, watcher=self.watcher)
         self.shared = Shared(config, self.log, Heads(DateClock()), self.app.respond)
         self.shared.sendfile, self.shared.gather = portable.sendfile(config), portable.gather()
+        self.shared.heartbeat = reload.HEARTBEAT
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
         self.deadlines: list[tuple[float, int, _Slot]] = []
@@ -133,6 +136,8 @@ class Server:
     def _timeout(self) -> float | None:
         """How long select() may sleep: until the nearest deadline, or forever."""
         times = [t for t in (self._accepting_again_at, self._drain_until) if t is not None]
+        if self.watcher is not None:
+            times.append(self.watcher.next_poll)
         if self.deadlines:
             times.append(self.deadlines[0][0])
         if not times:
@@ -155,6 +160,20 @@ class Server:
             self._settle(conn)  # if the deadline moved, one new entry at the real time
         if self._accepting_again_at is not None and now >= self._accepting_again_at:
             self._resume_accepting()
+        if self.watcher is not None and now >= self.watcher.next_poll:
+            self._announce(self.watcher.poll(now), now)
+
+    def _announce(self, event: str | None, now: float) -> None:
+        """Tell every open event stream that files changed (--reload)."""
+        if event is None:
+            return
+        frame = reload.frame(event)
+        for conn in [c for c in self.clients if c.waiting is Wait.STREAM]:
+            try:
+                conn.push(frame, now)
+            except Exception as error:  # as in _serve: this connection only
+                self._crashed(conn, error, now)
+            self._settle(conn)
 
     def _finished(self) -> bool:
         if self._drain_until is None:
@@ -241,7 +260,7 @@ class Server:
     def _settle(self, conn: Connection) -> None:
         """Bring the selector and the deadline heap up to date with the connection."""
         if self._drain_until is not None:
-            conn.drain()  # stopping: close it if idle, else after this answer
+            conn.drain(time.monotonic())  # stopping: close it if idle, else after this answer
         if conn.phase is Phase.CLOSED:
             self._forget(conn)
             return

@@ -19,7 +19,7 @@ from . import features, files, listing
 from .cache import FileCache
 from .checks import absolute_form
 from .config import Config
-from .message import Refusal, Reply, Request, error_reply
+from .message import Refusal, Reply, Request, error_reply, refusal_for
 from .portable import O_NOFOLLOW, OPEN_FLAGS
 
 __all__ = ["parse_target", "serve", "split_path", "visible"]
@@ -199,7 +199,7 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
         else:
             raise Refusal(404, "No such file.")
     except OSError as error:
-        raise files.refusal_for(error) from None
+        raise refusal_for(error) from None
     info = os.fstat(fd)
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         os.close(fd)  # FIFO, socket or device: never served

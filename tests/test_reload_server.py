@@ -1,0 +1,187 @@
+"""--reload over real sockets: injected pages as their own representation, an event stream that
+hears a change within a second, heartbeats, drain, and nothing at all without the flag."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tinyhttp import reload
+from tinyhttp.files import etag
+
+from .conftest import INDEX, TIMEOUT, Reader, Running, wait_until
+
+STREAM = b"GET /.well-known/tinyhttp/reload HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def get(
+    server: Running, target: str, *headers: str, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    with server.connect() as sock:
+        extra = "".join(f"{h}\r\n" for h in headers)
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+        answer = Reader(sock).response(head_only=method == "HEAD")
+    return answer.status, answer.headers, answer.body
+
+
+def file_etag(path: Path) -> str:
+    info = path.stat()
+    return etag(info.st_size, info.st_mtime_ns, None)
+
+
+class Stream:
+    """A client of the event stream: reads chunks until an event (or a comment) shows up."""
+
+    def __init__(self, server: Running) -> None:
+        self.sock = server.connect()
+        self.sock.sendall(STREAM)
+        self.seen = b""
+        self.until(b"retry: ")
+
+    def until(self, wanted: bytes, timeout: float = TIMEOUT) -> float:
+        """Read until `wanted` arrives; the seconds it took."""
+        self.sock.settimeout(timeout)
+        start = os.times().elapsed
+        while wanted not in self.seen:
+            chunk = self.sock.recv(4096)
+            assert chunk, f"the stream ended before {wanted!r}: {self.seen!r}"
+            self.seen += chunk
+        self.seen = self.seen[self.seen.index(wanted) + len(wanted) :]
+        return os.times().elapsed - start
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def reloading(serve: Callable[..., Running]) -> Running:
+    return serve(reload=True, cache_settle_seconds=0)
+
+
+def test_without_reload_nothing_is_injected_and_the_stream_is_404(server: Running) -> None:
+    status, headers, body = get(server, "/")
+    assert (status, body) == (200, INDEX)
+    assert headers["etag"] == file_etag(Path(server.server.config.root) / "index.html")
+    assert get(server, reload.PATH)[0] == 404
+
+
+def test_a_page_is_its_own_representation(reloading: Running, site: Path) -> None:
+    status, headers, body = get(reloading, "/")
+    assert status == 200
+    assert body == reload.inject(INDEX)
+    assert int(headers["content-length"]) == len(body)
+    plain = file_etag(site / "index.html")
+    assert headers["etag"] == reload.injected_etag(plain) != plain
+    assert "accept-ranges" not in headers
+    # Its own tag revalidates it; the file's own tag does not.
+    assert get(reloading, "/", f"If-None-Match: {headers['etag']}")[0] == 304
+    assert get(reloading, "/", f"If-None-Match: {plain}")[0] == 200
+    head = get(reloading, "/", method="HEAD")
+    assert (head[0], head[1]["content-length"], head[2]) == (200, str(len(body)), b"")
+
+
+def test_a_range_of_a_page_gets_the_whole_page(reloading: Running) -> None:
+    status, headers, body = get(reloading, "/index.html", "Range: bytes=0-9")
+    assert (status, body) == (200, reload.inject(INDEX))
+    assert "content-range" not in headers
+    # Other files keep their ranges.
+    assert get(reloading, "/hello.txt", "Range: bytes=0-4")[:3:2] == (206, b"hello")
+
+
+def test_a_compressed_sibling_is_not_served_for_a_page(reloading: Running, site: Path) -> None:
+    (site / "index.html.gz").write_bytes(gzip.compress(INDEX))
+    status, headers, body = get(reloading, "/", "Accept-Encoding: gzip")
+    assert (status, body) == (200, reload.inject(INDEX))
+    assert "content-encoding" not in headers
+
+
+def test_a_large_page_is_injected_whole(reloading: Running, site: Path) -> None:
+    page = b"<!doctype html><body>" + b"<p>lots</p>\n" * 20_000 + b"</body></html>\n"
+    (site / "large.html").write_bytes(page)  # beyond the small-file size: a file slice
+    status, headers, body = get(reloading, "/large.html")
+    assert (status, body) == (200, reload.inject(page))
+    assert int(headers["content-length"]) == len(body)
+
+
+def test_a_404_page_gets_the_script_too(reloading: Running) -> None:
+    status, _, body = get(reloading, "/missing.html")
+    assert status == 404 and reload.SCRIPT.encode() in body
+
+
+def test_a_stream_hears_a_change_within_a_second(reloading: Running, site: Path) -> None:
+    stream = Stream(reloading)
+    try:
+        (site / "sub" / "new.html").write_bytes(b"<p>new</p>")
+        assert stream.until(b"event: reload\n", timeout=1.0) < 1.0
+        (site / "style.css").write_bytes(b"body { color: red; }\n")
+        assert stream.until(b"event: css\n", timeout=1.0) < 1.0
+        (site / "hello.txt").unlink()
+        assert stream.until(b"event: reload\n", timeout=1.0) < 1.0
+    finally:
+        stream.close()
+
+
+def test_every_stream_hears_it(reloading: Running, site: Path) -> None:
+    streams = [Stream(reloading) for _ in range(5)]
+    try:
+        (site / "index.html").write_bytes(b"<p>changed</p>")
+        for stream in streams:
+            stream.until(b"event: reload\n", timeout=2.0)
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_a_quiet_stream_sends_heartbeats_and_outlives_the_idle_timeout(
+    serve: Callable[..., Running],
+) -> None:
+    server = serve(reload=True, heartbeat_seconds=0.3, idle_timeout=0.2)
+    stream = Stream(server)
+    try:
+        for _ in range(3):
+            assert stream.until(reload.HEARTBEAT, timeout=2.0) < 2.0
+    finally:
+        stream.close()
+
+
+def test_streams_are_never_evicted_at_the_connection_limit(serve: Callable[..., Running]) -> None:
+    server = serve(reload=True, max_connections=2, evict_after=0.0)
+    streams = [Stream(server) for _ in range(2)]
+    try:
+        with server.connect() as late:  # waits in the backlog: nobody gives up a place
+            late.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            late.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                late.recv(1)
+            streams[0].close()  # a tab closes: its place goes to the newcomer
+            late.settimeout(TIMEOUT)
+            assert Reader(late).response().status == 200
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_a_drain_ends_the_stream(serve: Callable[..., Running]) -> None:
+    server = serve(reload=True)
+    stream = Stream(server)
+    try:
+        server.server.stop()
+        stream.until(b"0\r\n\r\n")  # the chunked body's last chunk: the answer ended
+        stream.sock.settimeout(TIMEOUT)
+        assert stream.sock.recv(1) == b""
+    finally:
+        stream.close()
+    assert wait_until(lambda: not server.thread.is_alive())
+
+
+def test_a_closed_tab_frees_its_connection(reloading: Running) -> None:
+    stream = Stream(reloading)
+    assert wait_until(lambda: len(reloading.server.clients) == 1)
+    stream.sock.shutdown(socket.SHUT_RDWR)
+    stream.close()
+    assert wait_until(lambda: not reloading.server.clients)
