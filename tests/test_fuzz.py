@@ -157,7 +157,8 @@ def send_cut(sock: socket.socket, data: bytes, cuts: list[int]) -> None:
             break
         sock.sendall(view[:size])
         view = view[size:]
-    with contextlib.suppress(ConnectionError):  # the server may already have hung up
+    # The server may already have hung up (a reset, or ENOTCONN from shutdown() after one).
+    with contextlib.suppress(OSError):
         sock.sendall(view)
         sock.shutdown(socket.SHUT_WR)  # so every partial request ends now, not at a deadline
 

@@ -397,9 +397,16 @@ class Connection:
             self._wait(Wait.HEAD, self.incoming.started)  # a request is still arriving
 
     def _nothing_more_coming(self) -> bool:
-        """After a normal last answer: whether the client has sent all it meant to, so a
-        close cannot reset bytes it is still sending (no body left, nothing buffered)."""
-        return self.h11.their_state is h11.DONE and not self.h11.trailing_data[0]
+        """After a normal last answer: whether the client has sent all it meant to, so that
+        closing at once resets nothing (as nginx decides when to linger): its request done,
+        nothing left in h11's buffer nor in the kernel's."""
+        finished = self.h11.their_state in (h11.DONE, h11.MUST_CLOSE)  # MUST_CLOSE: it said close
+        if not finished or self.h11.trailing_data[0]:
+            return False
+        try:
+            return not self.sock.recv(1, socket.MSG_PEEK)  # b"": it has closed its side too
+        except OSError:  # BlockingIOError: nothing there; any other: it is gone
+            return True
 
     def _linger(self, now: float) -> None:
         """Shut our side, then drain the client's leftovers so it reads our answer, not a reset."""

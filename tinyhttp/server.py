@@ -76,7 +76,7 @@ class _Slot:
 
     conn: Connection | None  # None once the connection is closed
     callback: Callable[[int], None] | None  # what the selector calls when the socket is ready
-    events: int = READ
+    events: int = 0  # what the selector watches for; 0 until it is registered
     scheduled: float = float("inf")  # the connection's earliest entry in the heap
 
 
@@ -223,9 +223,10 @@ class Server:
         peer = address[0] if isinstance(address, tuple) else "unix"
         trace = self.tracer.accepted(peer) if self.tracer else None
         conn = Connection(sock, peer, self.shared, now, trace)
-        slot = self.clients[conn] = _Slot(conn, partial(self._serve, conn))
-        self.selector.register(sock, READ, slot.callback)
-        self._settle(conn)
+        self.clients[conn] = _Slot(conn, partial(self._serve, conn))
+        # Its request is most often here already: read it now, and register the socket with
+        # the selector only if the connection lives on (a short one then costs no epoll_ctl).
+        self._serve(conn, READ)
 
     def _pause_accepting(self, until: float) -> None:
         if self._accepting_again_at is None:
@@ -268,7 +269,10 @@ class Server:
         # Ask the kernel to change interest only when it changes: it is a system call.
         events = (READ if conn.wants_read else 0) | (WRITE if conn.wants_write else 0)
         if events and events != slot.events:
-            self.selector.modify(conn.sock, events, slot.callback)
+            if slot.events:
+                self.selector.modify(conn.sock, events, slot.callback)
+            else:
+                self.selector.register(conn.sock, events, slot.callback)
             slot.events = events
         if conn.deadline < slot.scheduled:
             slot.scheduled = conn.deadline
@@ -283,7 +287,8 @@ class Server:
             # Mostly entries of closed connections (many short ones): keep the live ones.
             self.deadlines = [entry for entry in self.deadlines if entry[2].conn is not None]
             heapq.heapify(self.deadlines)
-        self.selector.unregister(conn.sock)
+        if slot.events:
+            self.selector.unregister(conn.sock)
         conn.sock.close()
         if self._accepting_again_at is not None:
             self._resume_accepting()  # a place is free again
