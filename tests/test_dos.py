@@ -12,7 +12,6 @@ import contextlib
 import os
 import random
 import re
-import resource
 import selectors
 import signal
 import socket
@@ -30,24 +29,13 @@ from tinyhttp.server import Server
 
 from .conftest import TIMEOUT, Reader, send_in_pieces, wait_until
 from .support import Process, running
+from .test_limits import HELLO, PROMPT, connect, get_hello
+from .test_limits import enough_descriptors  # noqa: F401  (an autouse fixture: used by pytest)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads the server's descriptors from /proc"
 )
 
-HELLO = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
-PROMPT = 1.0  # a normal client must be answered within this long, whatever else goes on
-
-
-@pytest.fixture(autouse=True, scope="module")
-def enough_descriptors() -> Iterator[None]:
-    """Thousands of client sockets in this process: raise the soft open-files limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @contextlib.contextmanager
@@ -68,25 +56,6 @@ def cpu_seconds(process: Process) -> float:
     """utime + stime of the process, from /proc/PID/stat."""
     fields = Path(f"/proc/{process.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def connect(port: int, rcvbuf: int | None = None) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.connect(("127.0.0.1", port))
-    return sock
-
-
-def get_hello(port: int) -> float:
-    """A normal client: one small file; the seconds it took."""
-    started = time.monotonic()
-    with connect(port) as sock:
-        sock.sendall(HELLO)
-        response = Reader(sock).response()
-    assert (response.status, response.body) == (200, b"hello, world\n")
-    return time.monotonic() - started
 
 
 def push(sock: socket.socket, data: bytes) -> int:
