@@ -29,13 +29,17 @@ from tinyhttp.server import Server
 
 from .conftest import TIMEOUT, Reader, send_in_pieces, wait_until
 from .support import Process, running
-from .test_limits import HELLO, PROMPT, connect, get_hello
-from .test_limits import enough_descriptors  # noqa: F401  (an autouse fixture: used by pytest)
+from .test_limits import (
+    HELLO,
+    PROMPT,
+    connect,
+    enough_descriptors,  # noqa: F401  (an autouse fixture: used by pytest)
+    get_hello,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads the server's descriptors from /proc"
 )
-
 
 
 @contextlib.contextmanager
@@ -186,22 +190,18 @@ def test_a_burst_over_the_connection_limit_is_all_answered(site: Path) -> None:
     request = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     with start(site) as (_, port), selectors.DefaultSelector() as selector:
         answers: dict[socket.socket, bytearray] = {}
-        for _ in range(2000):
-            sock = socket.socket()
+        for _ in range(2000):  # each client sends its request as soon as it is connected
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            sock.sendall(request)
             sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", port))
-            selector.register(sock, selectors.EVENT_WRITE)
+            selector.register(sock, selectors.EVENT_READ)
             answers[sock] = bytearray()
         done = 0
         deadline = time.monotonic() + 30
         while done < len(answers) and time.monotonic() < deadline:
-            for key, mask in selector.select(1.0):
+            for key, _ in selector.select(1.0):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
-                if mask & selectors.EVENT_WRITE:
-                    sock.send(request)  # small: taken whole by an empty buffer
-                    selector.modify(sock, selectors.EVENT_READ)
-                    continue
                 try:
                     chunk = sock.recv(65536)
                 except ConnectionResetError:
