@@ -270,6 +270,13 @@ class Tab:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[DevTools]:
+    with chromium_devtools(tmp_path) as devtools:
+        yield devtools
+
+
+@contextlib.contextmanager
+def chromium_devtools(tmp_path: Path) -> Iterator[DevTools]:
+    """A headless Chromium driven over its DevTools pipe; skipped without one, but not in CI."""
     executable = _chromium()
     if executable is None:
         reason = "no Chromium found (install Debian's `chromium`, or set CHROMIUM=/path)"

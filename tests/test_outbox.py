@@ -323,14 +323,14 @@ def test_answers_come_back_when_their_last_byte_is_sent(
     outbox.write(b"head one")
     first.body_from = outbox.queued
     outbox.write(b"body one")
-    outbox.end_answer(first)
+    outbox.answers.add(first, outbox.queued)
     outbox.write(b"head two, body two")
-    outbox.end_answer(second)
-    assert outbox.done() == []  # nothing sent yet
+    outbox.answers.add(second, outbox.queued)
+    assert outbox.answers.take(outbox.sent) == []  # nothing sent yet
     assert _pump(outbox, writer, reader, 34) == b"head onebody onehead two, body two"
-    assert outbox.done() == [first, second]
+    assert outbox.answers.take(outbox.sent) == [first, second]
     assert (first.body_from, first.ends_at) == (8, 16)
-    assert outbox.done() == []  # each one only once
+    assert outbox.answers.take(outbox.sent) == []  # each one only once
 
 
 def test_a_closed_outbox_hands_back_the_answers_it_cut(
@@ -342,10 +342,10 @@ def test_a_closed_outbox_hands_back_the_answers_it_cut(
     outbox.write(b"h")
     answer.body_from = outbox.queued
     outbox.write(_pattern(8 * 1024 * 1024))
-    outbox.end_answer(answer)
+    outbox.answers.add(answer, outbox.queued)
     sent = outbox.flush(writer)
     assert 0 < sent < outbox.queued
-    assert outbox.done() == []
+    assert outbox.answers.take(outbox.sent) == []
     assert outbox.close() == [answer]
     assert outbox.sent == sent  # what the log will say was sent
 
@@ -371,6 +371,6 @@ def test_full_counts_bytes_files_and_answers(tmp_path: Path) -> None:
     for _ in range(MAX_ANSWERS):
         assert not outbox.full()
         outbox.write(b"HTTP/1.1 304 Not Modified\r\n\r\n")
-        outbox.end_answer(_exchange())
+        outbox.answers.add(_exchange(), outbox.queued)
     assert outbox.full()
     outbox.close()

@@ -8,12 +8,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from . import __version__, portable
+from . import __version__, portable, tls
 from .config import Config
 from .listen import ListenError
 from .urls import is_wildcard
+
+if TYPE_CHECKING:  # imported for real in _start(), once h11 is known to be there
+    from .server import Server
+    from .workers import Supervisor
 
 __all__ = ["main"]
 
@@ -61,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         "-p", "--port", type=_port, help=f"TCP port (default {defaults.port}; 0 = any free port)"
     )
     p.add_argument("--unix", metavar="PATH", help="listen on a Unix domain socket instead of TCP")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    p.add_argument(
+        "--tls-key", metavar="FILE", help="the certificate's key (if not in the --tls-cert file)"
+    )
+    p.add_argument(
+        "--tls-password-file", metavar="FILE", help="the key's password: this file's first line"
+    )
     p.add_argument(
         "--allow-host",
         action="append",
@@ -221,20 +232,10 @@ def _fail(message: str) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run tinyhttp with the given arguments; return the exit status."""
     config = _config(_parser().parse_args(argv))
-    try:
-        from .server import Server  # the loop, and with it h11, the one dependency
-        from .workers import Supervisor
-    except ModuleNotFoundError as missing:
-        if missing.name != "h11":
-            raise
-        _fail(f"h11 is not installed; from the repository root run: {INSTALL}")
     portable.raise_open_files_limit()
     if config.workers > 1 and not portable.CAN_FORK:
         _fail("--workers needs fork(), which this system lacks; run without it")
-    try:
-        server = Supervisor(config, config.workers) if config.workers > 1 else Server(config)
-    except ListenError as error:
-        _fail(str(error))
+    server = _start(config)
     server.catch_signals()  # before the first line: a script may signal as soon as it sees it
     first = f"Serving {config.root} at {server.url} (Ctrl-C to stop)"
     if config.unix is None and is_wildcard(server.config.bind):  # the bound address: `0` too
@@ -250,17 +251,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _start(config: Config) -> Server | Supervisor:
+    """The server, or the supervisor of its --workers; for every mistake, one line."""
+    try:
+        from .server import Server  # the loop, and with it h11, the one dependency
+        from .workers import Supervisor
+    except ModuleNotFoundError as missing:
+        if missing.name != "h11":
+            raise
+        _fail(f"h11 is not installed; from the repository root run: {INSTALL}")
+    try:
+        context = None
+        if config.tls_cert is not None:
+            context = tls.server_context(config.tls_cert, config.tls_key, config.tls_password_file)
+        if config.workers > 1:
+            return Supervisor(config, config.workers, context)
+        return Server(config, tls=context)
+    except (ListenError, tls.TLSConfigError) as error:
+        _fail(str(error))
+
+
 def _config(args: argparse.Namespace) -> Config:
     """The flags as a Config."""
-    if args.unix is not None and (args.port is not None or args.bind is not None):
-        flag = "--port" if args.port is not None else "--bind"
-        _fail(f"--unix listens on a socket file, not an address: drop {flag} or --unix")
+    _refuse_contradictions(args)
     defaults = Config()
     return Config(
         root=_root(args),
         bind=defaults.bind if args.bind is None else args.bind,
         port=defaults.port if args.port is None else args.port,
         unix=args.unix,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_password_file=args.tls_password_file,
         quiet=args.quiet,
         trace=args.trace,
         log_json=args.log_format == "json",
@@ -277,6 +299,15 @@ def _config(args: argparse.Namespace) -> Config:
         workers=args.workers,
         **{name: getattr(args, name) for name, _, _ in LIMITS},
     )
+
+
+def _refuse_contradictions(args: argparse.Namespace) -> None:
+    """Flags that cannot go together: one line and exit 2, rather than one silently ignored."""
+    if (args.tls_key or args.tls_password_file) and not args.tls_cert:
+        _fail("--tls-key and --tls-password-file go with --tls-cert FILE")
+    if args.unix is not None and (args.port is not None or args.bind is not None):
+        flag = "--port" if args.port is not None else "--bind"
+        _fail(f"--unix listens on a socket file, not an address: drop {flag} or --unix")
 
 
 def _stopped(cut: int, drain: float) -> str:

@@ -60,7 +60,7 @@ class App:
             return echo.echo_reply(request)
         if self.config.reload:
             return self._reloading(request, path, query)
-        return static.serve(request, path, query, self.config, self.cache)
+        return self._file(request, path, query)
 
     def _reloading(self, request: Request, path: str, query: str) -> Reply:
         """--reload: the event stream, or a file whose loading the watcher hears of; an HTML
@@ -70,11 +70,22 @@ class App:
         if self.watcher is not None:
             index = self.config.index_files[0]
             self.watcher.served(reload.served_path(str(self.config.root), path, index))
-        reply = static.serve(request, path, query, self.config, self.cache)
+        reply = self._file(request, path, query)
         if reload.wants_plain(reply, path):
             reply.close()
-            reply = static.serve(reload.plain(request), path, query, self.config, self.cache)
+            reply = self._file(reload.plain(request), path, query)
         return reply
+
+    def _file(self, request: Request, path: str, query: str) -> Reply:
+        """static.py's answer; with --spa, a browser's route that names no file gets the
+        app's /index.html."""
+        try:
+            return static.serve(request, path, query, self.config, self.cache)
+        except Refusal as refusal:
+            if refusal.status != 404 or not features.wants_app_shell(request, path, self.config):
+                raise
+        shell = static.serve(request, "/index.html", "", self.config, self.cache)
+        return features.app_shell(shell)
 
     def _check_host(self, request: Request) -> None:
         """The Host check, skipped for a Host value already found good (an origin-form

@@ -23,6 +23,11 @@ class Config:
     bind: str = "127.0.0.1"
     port: int = 8000
     unix: str | None = None
+    # HTTPS: a PEM certificate (chain), its key if not in the same file, and a file whose
+    # first line is the key's password (the names of CPython 3.14's http.server flags).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_password_file: str | None = None
 
     # --- output -----------------------------------------------------------------------
     quiet: bool = False

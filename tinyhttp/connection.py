@@ -33,21 +33,24 @@ queued in it and closes each one when its last byte is sent or the connection cl
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import h11
 
 from . import checks, wire
 from .config import Config
-from .log import AccessLog, Exchange, Trace
+from .log import AccessLog, Exchange, Ledger, Trace
 from .message import FileSlice, Refusal, Reply, Request, Stream, error_reply
 from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from .tls import TLSStream
 
 __all__ = ["Connection", "Phase", "Shared", "Wait"]
 
@@ -124,7 +127,12 @@ class Connection:
     )
 
     def __init__(
-        self, sock: socket.socket, peer: str, shared: Shared, now: float, trace: Trace | None
+        self,
+        sock: socket.socket | TLSStream,  # a TLS stream reads and writes like a socket
+        peer: str,
+        shared: Shared,
+        now: float,
+        trace: Trace | None,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -149,7 +157,10 @@ class Connection:
 
     @property
     def wants_write(self) -> bool:
-        return bool(self.outbox) and (self.phase is Phase.OPEN or self.phase is Phase.CLOSING)
+        if self.phase is not Phase.OPEN and self.phase is not Phase.CLOSING:
+            return False
+        # A TLS stream may hold bytes of its own, such as a handshake flight (tls.py).
+        return bool(self.outbox) or getattr(self.sock, "wants_write", False)
 
     def may_make_room(self) -> float:
         """From when this connection may be closed to make room for a newcomer: at once if
@@ -169,8 +180,8 @@ class Connection:
             data = self.sock.recv(RECV_BYTES)
         except BlockingIOError:
             return
-        except OSError:
-            self.close("the client reset the connection", "client-gone")
+        except OSError as error:  # reset, or (TLS) not TLS or a broken record
+            self.close(f"the connection failed: {error}", "client-gone")
             return
         if self.trace:
             self.trace.received(data)
@@ -188,6 +199,9 @@ class Connection:
 
     def on_writable(self, now: float) -> None:
         """The socket has room again: send more of what is queued."""
+        if not self.outbox and getattr(self.sock, "wants_write", False):
+            with contextlib.suppress(BlockingIOError):
+                self.sock.flush()  # type: ignore[union-attr]  # TLS's own held bytes
         self._flush(now)
 
     def on_timeout(self, now: float) -> None:
@@ -206,11 +220,9 @@ class Connection:
             cut = "send-timeout" if self.waiting is Wait.SEND else "timeout"
             self.close(f"timed out ({self.waiting.value[1]})", cut)
 
-    def on_crash(self, error: BaseException, now: float) -> None:
-        """Our bug, not the client's: log it, answer 500 if we still can, and close."""
-        self.shared.log.error(
-            f"error while serving {self.peer}:\n{''.join(traceback.format_exception(error))}"
-        )
+    def on_crash(self, now: float) -> None:
+        """Our bug, not the client's (the server logged it): answer 500 if we still can, and
+        close."""
         if self.phase is Phase.OPEN and self.h11.our_state in _CAN_ANSWER:
             # Through _refuse: `Connection: close` (a keep-alive client would otherwise send
             # its next request into a closing connection), and no body after HEAD.
@@ -227,7 +239,7 @@ class Connection:
             return
         if self.h11.our_state is h11.SEND_BODY:
             self.outbox.write(self.h11.send(_END) or b"")  # the chunked body's last chunk
-            self.outbox.end_answer(None)
+            self.outbox.answers.end(self.outbox.queued)
             self.phase = Phase.CLOSING
             self._flush(now)
         elif not self.outbox and not self.incoming.fed:
@@ -248,11 +260,9 @@ class Connection:
         if self.trace:
             self.trace.say(f"close: {why}")
         self.phase = Phase.CLOSED
-        sent, now = self.outbox.sent, time.monotonic()
+        sent = self.outbox.sent
         unsent = self.outbox.close()
-        for exchange in unsent:
-            body = min(max(sent - exchange.body_from, 0), exchange.ends_at - exchange.body_from)
-            self.shared.log.answered(exchange, body, now, cut)
+        self.shared.log.cut(unsent, sent, time.monotonic(), cut)
         return len(unsent)
 
     def _wait(self, why: Wait, since: float) -> None:
@@ -300,7 +310,9 @@ class Connection:
     def _on_request(self, event: h11.Request, now: float) -> None:
         # What arrived beyond this head (its body, the next request) is still in h11's buffer.
         head_bytes = self.incoming.fed - len(self.h11.trailing_data[0])
-        request = self.incoming.request = wire.plain_request(event, head_bytes)
+        summary = getattr(self.sock, "summary", None)  # a TLS stream says how it is secured
+        secure = summary() if summary is not None else ""
+        request = self.incoming.request = wire.plain_request(event, head_bytes, secure)
         refusal = checks.malformed(request, self.shared.config)
         if refusal is not None:
             self._refuse(refusal, now, request)
@@ -342,15 +354,10 @@ class Connection:
                 outbox.add_file(piece)
             elif piece:
                 outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
-        if isinstance(reply.body, Stream):
-            outbox.end_answer(exchange, later=True)  # an answer that goes on: see push()
-            if self.trace:
-                self.trace.say(f"h11 <- Response {reply.status}: an event stream, kept open")
-            return
-        end = self.h11.send(_END)  # b"" when Content-Length frames the body
-        if end:
-            outbox.write(end)
-        outbox.end_answer(exchange)
+        goes_on = isinstance(reply.body, Stream)  # an event stream: see push()
+        if not goes_on:
+            outbox.write(self.h11.send(_END) or b"")  # b"" when Content-Length frames it
+        outbox.answers.add(exchange, Ledger.NEVER if goes_on else outbox.queued)
         if self.trace:
             self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")
 
@@ -368,9 +375,7 @@ class Connection:
                 # promised Content-Length can no longer be kept: either way, close.
                 self.close(f"sending failed: {error}", "client-gone")
                 return
-            for exchange in self.outbox.done():  # the time they are done, not this event's
-                body = exchange.ends_at - exchange.body_from
-                self.shared.log.answered(exchange, body, time.monotonic())
+            self.shared.log.done(self.outbox.answers.take(self.outbox.sent))
             if self.outbox and (sent or self.waiting is not Wait.SEND):
                 self._wait(Wait.SEND, now)  # output queued, or progressing
             if backed_up and not self.outbox.full() and self.phase is Phase.OPEN:
@@ -387,8 +392,8 @@ class Connection:
             else:
                 self._wait(Wait.STREAM, now)
         elif self.phase is Phase.CLOSING or self.h11.our_state in _MUST_CLOSE:
-            if self.phase is Phase.OPEN and self._nothing_more_coming():
-                self.close("answered; the client asked to close")
+            if self._nothing_more_coming():  # its request read whole: no need to linger
+                self.close("answered, and the client has nothing more to send")
             else:
                 self._linger(now)
         elif self.h11.their_state is h11.IDLE and not self.incoming.fed:

@@ -28,6 +28,8 @@ def echo_reply(request: Request) -> Reply:
     # HEAD gets the Content-Length a GET of the same request would (RFC 9110 §9.3.2).
     method = "GET" if request.method == "HEAD" else request.method
     body = echo_body(method, request.target, request.http_version, request.raw_headers)
+    if request.secure:  # what HTTPS added below the request: the TLS session it came over
+        body += f"(received over {request.secure})\r\n".encode("ascii")
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),

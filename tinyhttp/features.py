@@ -50,9 +50,9 @@ def _is_token(text: str) -> bool:
     return bool(text) and all(c in _TCHAR for c in text)
 
 
-def wants_app_shell(request: Request, segments: list[str], config: Config) -> bool:
+def wants_app_shell(request: Request, path: str, config: Config) -> bool:
     """--spa: a browser navigating to a client-side route (no file, no extension)."""
-    if not config.spa or (segments and "." in segments[-1]):
+    if not config.spa or "." in path.rpartition("/")[2]:
         return False
     return negotiate.accepts_html(request.headers.get("accept"))
 

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from .message import Request
 
-__all__ = ["AccessLog", "Exchange", "Trace", "Tracer", "escape"]
+__all__ = ["AccessLog", "Exchange", "Ledger", "Trace", "Tracer", "escape"]
 
 # Everything a client could use to forge a log line or drive a terminal: control
 # characters (newline, ESC, and the C1 set such as 0x9b, a one-byte ESC [), the quote that
@@ -47,6 +47,40 @@ class Exchange:
         return "" if self.request is None else self.request.headers.get(name, "")
 
 
+class Ledger:
+    """One connection's answers still going out, in order, and where each ends in its stream
+    of bytes: each is handed back, for the log, once the kernel has taken its last byte."""
+
+    __slots__ = ("_answers",)
+    NEVER = 2**63  # where an answer that has not ended yet ends, for now
+
+    def __init__(self) -> None:
+        self._answers: list[Exchange] = []
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def add(self, answer: Exchange, ends_at: int) -> None:
+        """An answer queued up to `ends_at` (NEVER for one that goes on: see end())."""
+        answer.ends_at = ends_at
+        self._answers.append(answer)
+
+    def end(self, ends_at: int) -> None:
+        """The answer that went on (an event stream) ends at `ends_at` after all."""
+        self._answers[-1].ends_at = ends_at
+
+    def take(self, sent: int) -> list[Exchange]:
+        """The answers that end within the first `sent` bytes (all of them, on closing)."""
+        count = 0
+        for answer in self._answers:
+            if answer.ends_at > sent:
+                break
+            count += 1
+        taken = self._answers[:count]
+        del self._answers[:count]
+        return taken
+
+
 class AccessLog:
     """Writes `peer - - [time] "request" status bytes "referer" "agent" 1.2ms` lines.
 
@@ -80,6 +114,18 @@ class AccessLog:
             f'"{escape(exchange.header("user-agent")) or "-"}" {ms:.2f}ms'
             f"{' cut:' + cut if cut else ''}\n"
         )
+
+    def done(self, finished: list[Exchange]) -> None:
+        """Log answers whose last byte the kernel has just taken."""
+        for exchange in finished:
+            self.answered(exchange, exchange.ends_at - exchange.body_from, time.monotonic())
+
+    def cut(self, unsent: list[Exchange], sent: int, now: float, why: str) -> None:
+        """Log answers a closed connection never finished: the body bytes of each the
+        kernel took (`sent` counts every byte of the connection's stream) and why."""
+        for exchange in unsent:
+            body = min(max(sent - exchange.body_from, 0), exchange.ends_at - exchange.body_from)
+            self.answered(exchange, body, now, why)
 
     def error(self, text: str) -> None:
         """Something went wrong on our side; shown even with --quiet."""

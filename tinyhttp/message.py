@@ -58,6 +58,7 @@ class Request:
     raw_headers: tuple[tuple[str, str], ...] = ()
     http_version: str = "1.1"
     head_bytes: int = 0  # the head's size as it arrived, whitespace and folds included
+    secure: str = ""  # over HTTPS, the TLS version and cipher: "TLSv1.3 TLS_AES_256_GCM_SHA384"
 
 
 @dataclass(frozen=True, slots=True)

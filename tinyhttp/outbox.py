@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
-from .log import Exchange, Trace
+from .log import Exchange, Ledger, Trace
 from .message import FileSlice
+
+if TYPE_CHECKING:
+    from .tls import TLSStream
 
 __all__ = ["FileShrank", "Outbox"]
 
@@ -34,9 +38,6 @@ TURN_BYTES = 8 * 1024 * 1024
 GATHER = 64
 
 
-_NEVER = 2**63  # where an answer that has not ended yet ends, for now
-
-
 class FileShrank(OSError):
     """The file ended before the bytes its Content-Length promised (it was truncated)."""
 
@@ -44,7 +45,7 @@ class FileShrank(OSError):
 class Outbox:
     """A queue of bytes and file slices; `flush()` sends what the socket will take now."""
 
-    __slots__ = ("_answers", "_files", "_items", "gather", "queued", "sendfile", "sent", "trace")
+    __slots__ = ("_files", "_items", "answers", "gather", "queued", "sendfile", "sent", "trace")
 
     def __init__(
         self, sendfile: bool = True, trace: Trace | None = None, gather: bool = True
@@ -52,7 +53,7 @@ class Outbox:
         # A list, not a deque: it rarely holds more than a head and a file, and an empty
         # deque costs 600 bytes, which 10,000 idle connections would each pay.
         self._items: list[bytes | memoryview | FileSlice] = []
-        self._answers: list[Exchange] = []  # queued answers, in order, not yet all sent
+        self.answers = Ledger()  # the answers queued, for the log once each is all sent
         self._files = 0  # descriptors held by the queued slices
         self.queued = 0  # bytes ever queued on this connection
         self.sent = 0  # bytes ever taken by the kernel
@@ -73,7 +74,7 @@ class Outbox:
         return (
             self.queued - self.sent >= HIGH_WATER
             or self._files >= MAX_FILES
-            or len(self._answers) >= MAX_ANSWERS
+            or len(self.answers) >= MAX_ANSWERS
         )
 
     def write(self, data: bytes) -> None:
@@ -88,27 +89,7 @@ class Outbox:
         self._files += piece.last
         self.queued += piece.length
 
-    def end_answer(self, answer: Exchange | None, later: bool = False) -> None:
-        """Mark where an answer ends: `done()` hands it back once that byte is sent. An
-        answer that goes on (`later`) ends when this is called again with None."""
-        if answer is None:
-            answer = self._answers[-1]
-        else:
-            self._answers.append(answer)
-        answer.ends_at = _NEVER if later else self.queued
-
-    def done(self) -> list[Exchange]:
-        """The answers whose last byte the kernel has taken since the last call."""
-        count = 0
-        for answer in self._answers:
-            if answer.ends_at > self.sent:
-                break
-            count += 1
-        finished = self._answers[:count]
-        del self._answers[:count]
-        return finished
-
-    def flush(self, sock: socket.socket) -> int:
+    def flush(self, sock: socket.socket | TLSStream) -> int:
         """Send until the queue is empty or the socket is full; return the bytes sent.
 
         Raises OSError when the client is gone, FileShrank when a file came up short.
@@ -127,7 +108,7 @@ class Outbox:
             self.sent += n
         return sent
 
-    def _send_bytes(self, sock: socket.socket) -> int:
+    def _send_bytes(self, sock: socket.socket | TLSStream) -> int:
         """Send the byte strings at the head of the queue in one system call."""
         run: list[bytes | memoryview] = []
         for item in self._items[:GATHER]:
@@ -152,7 +133,7 @@ class Outbox:
             self._items[0] = memoryview(run[taken])[n:]
         return sum(map(len, run[:taken])) + n
 
-    def _send_file(self, sock: socket.socket, piece: FileSlice) -> int:
+    def _send_file(self, sock: socket.socket | TLSStream, piece: FileSlice) -> int:
         if self.sendfile:
             count = min(piece.length, SENDFILE_CHUNK)
             # Zero-copy: the kernel moves file pages to the socket. (socket.sendfile()
@@ -187,5 +168,4 @@ class Outbox:
                 self._release(item)
         self._items.clear()
         self.queued = self.sent  # nothing pending any more
-        cut, self._answers = self._answers, []
-        return cut
+        return self.answers.take(Ledger.NEVER)

@@ -36,6 +36,7 @@ import heapq
 import itertools
 import selectors
 import socket
+import ssl
 import time
 import traceback
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from .connection import Connection, Phase, Shared, Wait
 from .httpdate import DateClock
 from .listen import open_listener
 from .log import AccessLog, Tracer
+from .tls import TLSStream
 from .unix import remove_socket_file
 from .urls import url_for
 from .wakeup import Wakeup
@@ -84,26 +86,24 @@ class Server:
     """Listens, accepts, and runs every connection from one selector loop."""
 
     def __init__(
-        self, config: Config, log: AccessLog | None = None, listener: socket.socket | None = None
+        self,
+        config: Config,
+        log: AccessLog | None = None,
+        listener: socket.socket | None = None,
+        tls: ssl.SSLContext | None = None,  # HTTPS: each client socket wrapped (tls.py)
     ) -> None:
         # A worker process gets its listener from the supervisor; otherwise open our own.
         self._owns_listener = listener is None
         self.listener = listener or open_listener(config.bind, config.port, config.unix)
-        self.url = url_for(self.listener.family, self.listener.getsockname())
-        if config.unix is None:
-            # Keep the address really bound (a host name resolved, port 0 made real), so the
-            # Host check knows whether we are on loopback.
-            host, port = self.listener.getsockname()[:2]
-            config = replace(config, bind=host, port=port)
-        self.config = config
+        scheme = "http" if tls is None else "https"
+        self.url = url_for(self.listener.family, self.listener.getsockname(), scheme)
+        self.tls = tls
+        self.config = config = _bound(config, self.listener)
         self.log = log or AccessLog(quiet=config.quiet, as_json=config.log_json)
         self.tracer = Tracer(self.log) if config.trace else None
         # --reload: the watcher is polled from this loop, between events (reload.py).
         self.watcher = reload.Watcher(str(config.root), time.monotonic()) if config.reload else None
-        self.app = App(config, watcher=self.watcher)
-        self.shared = Shared(config, self.log, Heads(DateClock()), self.app.respond)
-        self.shared.sendfile, self.shared.gather = portable.sendfile(config), portable.gather()
-        self.shared.heartbeat = reload.HEARTBEAT
+        self.shared = self._shared(App(config, watcher=self.watcher))
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
         self.deadlines: list[tuple[float, int, _Slot]] = []
@@ -112,11 +112,18 @@ class Server:
         self._drain_until: float | None = None
         self.cut = 0  # answers cut short by the end of the drain
         self.wakeup = Wakeup()
-        self._tuned_listener = portable.options_inherited()
-        if self._tuned_listener and self.listener.family in (socket.AF_INET, socket.AF_INET6):
-            _tune(self.listener)  # every socket accept() returns inherits these
+        self._tuned_listener = _tune_listener(self.listener)
         self.selector.register(self.listener, READ, self._accept)
         self.selector.register(self.wakeup.reader, READ, self.wakeup.drain)
+
+    def _shared(self, app: App) -> Shared:
+        """What every connection shares: the app, the log, and how to send."""
+        shared = Shared(self.config, self.log, Heads(DateClock()), app.respond)
+        # sendfile() would hand the file's bytes to the kernel past TLS: read + send instead.
+        shared.sendfile = portable.sendfile(self.config) and self.tls is None
+        shared.gather = portable.gather()
+        shared.heartbeat = reload.HEARTBEAT
+        return shared
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -153,11 +160,9 @@ class Server:
                 continue  # the connection is gone, or an earlier entry replaced this one
             slot.scheduled = float("inf")
             if conn.deadline <= now:
-                try:
-                    conn.on_timeout(now)
-                except Exception as error:  # as in _serve: this connection only
-                    self._crashed(conn, error, now)
-            self._settle(conn)  # if the deadline moved, one new entry at the real time
+                self._call(conn, conn.on_timeout, now)
+            else:
+                self._settle(conn)  # it moved: one new entry, at the real time
         if self._accepting_again_at is not None and now >= self._accepting_again_at:
             self._resume_accepting()
         if self.watcher is not None and now >= self.watcher.next_poll:
@@ -169,11 +174,7 @@ class Server:
             return
         frame = reload.frame(event)
         for conn in [c for c in self.clients if c.waiting is Wait.STREAM]:
-            try:
-                conn.push(frame, now)
-            except Exception as error:  # as in _serve: this connection only
-                self._crashed(conn, error, now)
-            self._settle(conn)
+            self._call(conn, conn.push, frame, now)
 
     def _finished(self) -> bool:
         if self._drain_until is None:
@@ -218,11 +219,12 @@ class Server:
 
     def _add_client(self, sock: socket.socket, address: object, now: float) -> None:
         sock.setblocking(False)
-        if not self._tuned_listener and sock.family in (socket.AF_INET, socket.AF_INET6):
+        if not self._tuned_listener:
             _tune(sock)
         peer = address[0] if isinstance(address, tuple) else "unix"
         trace = self.tracer.accepted(peer) if self.tracer else None
-        conn = Connection(sock, peer, self.shared, now, trace)
+        stream = sock if self.tls is None else TLSStream(sock, self.tls, trace)
+        conn = Connection(stream, peer, self.shared, now, trace)
         self.clients[conn] = _Slot(conn, partial(self._serve, conn))
         # Its request is most often here already: read it now, and register the socket with
         # the selector only if the connection lives on (a short one then costs no epoll_ctl).
@@ -252,11 +254,21 @@ class Server:
         self._settle(conn)
 
     def _crashed(self, conn: Connection, error: Exception, now: float) -> None:
+        trace = "".join(traceback.format_exception(error))
+        self.log.error(f"error while serving {conn.peer}:\n{trace}")
         try:
-            conn.on_crash(error, now)
+            conn.on_crash(now)
         except Exception as second:  # answering the first failed too: say so, then close
             self.log.error("".join(traceback.format_exception(second)))
             conn.close("the server failed while handling an error", "error")
+
+    def _call(self, conn: Connection, handler: Callable[..., None], *args: object) -> None:
+        """Run one connection's handler outside _serve, under the same guard, then settle."""
+        try:
+            handler(*args)
+        except Exception as error:  # as in _serve: this connection only
+            self._crashed(conn, error, time.monotonic())
+        self._settle(conn)
 
     def _settle(self, conn: Connection) -> None:
         """Bring the selector and the deadline heap up to date with the connection."""
@@ -299,16 +311,6 @@ class Server:
         """Ask the loop to drain and return; safe from another thread or a signal handler."""
         self.wakeup.stop()
 
-    def stop_when_closed(self, fd: int) -> None:
-        """Drain and stop once `fd`, the read end of a pipe, reports end of file: a worker's
-        way to notice that its supervisor is gone, even if it was killed with SIGKILL."""
-
-        def closed(mask: int) -> None:
-            self.selector.unregister(fd)  # readable for ever from now on
-            self.stop()
-
-        self.selector.register(fd, READ, closed)
-
     def catch_signals(self, signals: tuple[int, ...] = portable.STOP_SIGNALS) -> None:
         """Make Ctrl-C and SIGTERM drain and stop the loop (call from the main thread)."""
         self.wakeup.catch(signals)
@@ -335,6 +337,25 @@ class Server:
         self.log.flush()
         self.selector.close()
         self.wakeup.close()
+
+
+def _bound(config: Config, listener: socket.socket) -> Config:
+    """The config with the address really bound (a host name resolved, port 0 made real),
+    so the Host check knows whether the server is on loopback."""
+    if config.unix is not None:
+        return config
+    host, port = listener.getsockname()[:2]
+    return replace(config, bind=host, port=port)
+
+
+def _tune_listener(listener: socket.socket) -> bool:
+    """Set the client connections' TCP options once, on the listener, where every socket
+    accept() returns inherits them (Linux); False where each must get them itself."""
+    tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
+    if portable.options_inherited() and tcp:
+        _tune(listener)
+        return True
+    return not tcp  # a Unix socket has no TCP options to set
 
 
 def _tune(sock: socket.socket) -> None:

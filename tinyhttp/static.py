@@ -15,7 +15,7 @@ import re
 import stat
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
-from . import features, files, listing
+from . import files, listing
 from .cache import FileCache
 from .checks import absolute_form
 from .config import Config
@@ -45,12 +45,7 @@ def serve(request: Request, path: str, query: str, config: Config, cache: FileCa
         hit = cache.get(key)
         if hit is not None:
             return files.cached_reply(request, hit)
-    try:
-        reply = _serve(request, segments, folder, query, config, cache)
-    except Refusal as refusal:
-        if refusal.status != 404 or not features.wants_app_shell(request, segments, config):
-            raise
-        return features.app_shell(_serve(request, ["index.html"], False, "", config, cache))
+    reply = _serve(request, segments, folder, query, config, cache)
     if reply.origin is not None:
         cache.put(key, reply.origin)
     return reply

@@ -19,14 +19,21 @@ byte goes into the incoming BIO, do_handshake() runs until it needs more, and wh
 like an empty socket, so the connection's head deadline also bounds a slow handshake.
 
 send() keeps a plain socket's promise: it returns n only once the kernel has taken the
-ciphertext of those n plaintext bytes. When the kernel takes only part, the stream keeps the
-rest and raises BlockingIOError; the caller retries with data that starts with the same bytes
-(OpenSSL's SSL_write retry rule, SSL_write(3)), and that call finishes the held records and
-returns the count. At most one chunk of plaintext (SEND_CHUNK) is encrypted per call.
+ciphertext of those n plaintext bytes, counting whole records. Records the kernel has not
+taken whole stay in the stream; the caller retries with data that starts with their bytes
+(OpenSSL's SSL_write retry rule, SSL_write(3)), and each call returns the plaintext of the
+records finished by then, or raises BlockingIOError if none was. So a slow reader shows
+progress record by record. At most one chunk of plaintext (SEND_CHUNK) is encrypted per call.
 
 recv() decrypts everything that has arrived before it returns: plaintext left inside OpenSSL
 (SSLObject.pending()) or whole records left in the incoming BIO would be invisible to
 select(), which watches only the kernel's buffer, and a request could wait there forever.
+
+Two more things a plain socket never does. Ciphertext OpenSSL writes on its own (a handshake
+flight, an alert) may not all fit in the kernel: `wants_write` then asks the loop to watch for
+writable and call flush(). And a client that opens with anything but a TLS handshake record
+is most likely someone typing http:// to this port: it gets a plain-HTTP 400 page that says
+to use https://, and NotTLS, an OSError, closes the connection.
 """
 
 from __future__ import annotations
@@ -39,14 +46,24 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .log import Trace
+from .portable import gather
+
+# Several records leave in one sendmsg() where there is one (not on Windows): no joining copy.
+_GATHER = gather()
 
 __all__ = ["NotTLS", "TLSConfigError", "TLSStream", "server_context"]
 
 # Plaintext encrypted per send() call: the outbox's read+send chunk. The stream holds at most
 # this much ciphertext (plus 22 bytes per 16 KiB record) while the kernel is full.
 SEND_CHUNK = 256 * 1024
-# A record carries at most 2**14 bytes of plaintext (RFC 8446 §5.1, RFC 5246 §6.2.1).
+# A record carries at most 2**14 bytes of plaintext (RFC 8446 §5.1, RFC 5246 §6.2.1), and at
+# most 2**14 + 256 bytes of ciphertext after its 5-byte header (RFC 8446 §5.2).
 RECORD_BYTES = 2**14
+RECORD_WIRE_BYTES = 5 + 2**14 + 256
+# A memory BIO never gives back the memory it grew to (OpenSSL's BUF_MEM only grows), and an
+# idle connection keeps both of its BIOs: so no more than one record goes into either at once.
+# Bytes from the kernel enter in pieces this big; plaintext is encrypted a record at a time.
+BIO_BYTES = RECORD_WIRE_BYTES
 # Every TLS connection opens with a handshake record: content type 22 (RFC 8446 §5.1).
 HANDSHAKE_RECORD = 0x16
 # Certificate and key files are a few KiB; reading stops here (think of /dev/zero).
@@ -107,7 +124,9 @@ def server_context(
             "give a file whose first line is its password with --tls-password-file"
         ) from None
     except ValueError as error:  # CPython refuses a password over 1024 bytes
-        raise TLSConfigError(f"--tls-password-file {password_file}: {error}") from None
+        raise TLSConfigError(
+            f"--tls-password-file {password_file}: {error}; only the first line is read"
+        ) from None
     except ssl.SSLError as error:
         raise TLSConfigError(
             _explain(error, cert, key_flag, key_path, password_file, encrypted)
@@ -225,10 +244,11 @@ class TLSStream:
 
     # Slots: 10,000 idle connections should each cost little beyond OpenSSL's own state.
     __slots__ = (
+        "_done",
         "_in",
         "_out",
-        "_owed",
         "_peer_closed",
+        "_plain",
         "_tls",
         "_wire",
         "established",
@@ -245,8 +265,9 @@ class TLSStream:
         self._in = ssl.MemoryBIO()  # ciphertext from the kernel, not yet decrypted
         self._out = ssl.MemoryBIO()  # ciphertext OpenSSL wrote, not yet taken from it
         self._tls = context.wrap_bio(self._in, self._out, server_side=True)
-        self._wire: bytes | memoryview = b""  # ciphertext the kernel has not taken yet
-        self._owed = 0  # plaintext bytes whose ciphertext is in _wire: the next send()'s count
+        self._wire: list[bytes | memoryview] = []  # records the kernel has not taken yet
+        self._plain: list[int] = []  # the plaintext bytes of each (0 for handshake, alerts)
+        self._done = 0  # plaintext whose records flush() finished: the next send()'s count
         self._peer_closed = False  # the client's close_notify arrived
         self.established = False  # the handshake is done
         self.wire_received = 0  # bytes read from the socket, TLS records and all
@@ -275,14 +296,17 @@ class TLSStream:
 
     # --- receiving ---------------------------------------------------------------------
 
-    def recv(self, size: int) -> bytes:
+    def recv(self, size: int, flags: int = 0) -> bytes:
         """Plaintext, after finishing the handshake; b"" at the client's close_notify or TCP
         EOF. Raises BlockingIOError while it must wait, OSError (NotTLS, ssl.SSLError...)
         when the client does not speak TLS properly.
 
         Returns everything decrypted so far: at most `size` bytes read from the socket's
         ciphertext plus the rest of one partly received record (2**14 + 256 bytes at most).
+        With MSG_PEEK, peeks at the ciphertext waiting in the kernel instead: is any there?
         """
+        if flags & socket.MSG_PEEK:
+            return self.sock.recv(size, flags)
         if self.trace is not None:
             return self._recv_traced(self.trace, size)
         return self._recv(size)
@@ -306,7 +330,7 @@ class TLSStream:
 
     def _fill(self, size: int) -> bool:
         """Move ciphertext from the kernel into the incoming BIO; False at TCP EOF."""
-        raw = self.sock.recv(size)  # BlockingIOError: nothing has arrived
+        raw = self.sock.recv(min(size, BIO_BYTES))  # BlockingIOError: nothing has arrived
         if not raw:
             return False
         if not self.wire_received and raw[0] != HANDSHAKE_RECORD:
@@ -376,55 +400,83 @@ class TLSStream:
         return self._send(data)
 
     def _send(self, data: bytes | bytearray | memoryview) -> int:
-        if len(data) < self._owed:  # the caller's bug, not the client's
+        if len(data) < self._done + sum(self._plain):  # the caller's bug, not the client's
             raise ValueError("send() retried with less data than it was given before")
+        if not self._wire and not self._done:
+            if not data:
+                return 0
+            if not self.established:
+                raise OSError(errno.ENOTCONN, "send() before the TLS handshake finished")
+            self._encrypt(memoryview(data)[:SEND_CHUNK])
         if self._wire:
-            self._push()  # BlockingIOError: the kernel is still full
-        if self._owed:
-            count, self._owed = self._owed, 0
-            return count
-        if not data:
-            return 0
-        if not self.established:
-            raise OSError(errno.ENOTCONN, "send() before the TLS handshake finished")
-        self._owed = self._tls.write(memoryview(data)[:SEND_CHUNK])
-        self._wire = self._out.read()
-        self._push()
-        count, self._owed = self._owed, 0
-        return count
+            try:
+                self._done += self._push()
+            except BlockingIOError:
+                if not self._done:
+                    raise  # the kernel took nothing, and nothing is finished
+        finished, self._done = self._done, 0
+        if not finished and self._wire:
+            raise BlockingIOError(errno.EAGAIN, "the kernel took no whole TLS record")
+        return finished
 
     def sendmsg(self, buffers: Sequence[bytes | bytearray | memoryview]) -> int:
         """send() for the outbox's gathered buffers, as if they were one: the same contract
         and retry rule. TLS encrypts from one buffer, so the first SEND_CHUNK bytes are
-        joined (a copy, small beside the encryption)."""
-        taken, size = [], 0
+        joined: a copy, small beside the encryption (the outbox gathers heads and small
+        bodies; large files come one slice at a time, through send())."""
+        if len(buffers) == 1:
+            return self.send(buffers[0])
+        taken: list[bytes | bytearray | memoryview] = []
+        room = SEND_CHUNK
         for buffer in buffers:
-            taken.append(buffer)
-            size += len(buffer)
-            if size >= SEND_CHUNK:
+            taken.append(memoryview(buffer)[:room])
+            room -= len(taken[-1])
+            if not room:
                 break
-        return self.send(taken[0] if len(taken) == 1 else b"".join(taken))
+        return self.send(b"".join(taken))
 
     def flush(self) -> None:
         """Push held ciphertext; BlockingIOError while the kernel will not take it all."""
         if self._wire:
-            self._push()
-
-    def _push(self) -> None:
-        """Hand the held ciphertext to the kernel; BlockingIOError if some must still wait."""
-        taken = self.sock.send(self._wire)
-        self.wire_sent += taken
-        if taken < len(self._wire):
-            self._wire = memoryview(self._wire)[taken:]
+            self._done += self._push()  # reported by the next send()
+        if self._wire:
             raise BlockingIOError(errno.EAGAIN, "the kernel took part of the TLS records")
-        self._wire = b""
+
+    def _encrypt(self, plaintext: memoryview) -> None:
+        """Turn plaintext into records held for the kernel, writing and taking one record at
+        a time, so the outgoing BIO never grows beyond one (BIO_BYTES)."""
+        for start in range(0, len(plaintext), RECORD_BYTES):
+            piece = plaintext[start : start + RECORD_BYTES]
+            self._tls.write(piece)
+            self._wire.append(self._out.read())
+            self._plain.append(len(piece))
+
+    def _push(self) -> int:
+        """Hand the held records to the kernel, as many as it takes (BlockingIOError only
+        when it takes nothing); the plaintext bytes of the records it took whole."""
+        wire = self._wire
+        if len(wire) == 1:
+            taken = self.sock.send(wire[0])
+        elif _GATHER:
+            taken = self.sock.sendmsg(wire)
+        else:
+            taken = self.sock.send(b"".join(wire))
+        self.wire_sent += taken
+        finished = 0
+        while taken:  # drop what the kernel took: whole records, then part of one
+            if len(wire[0]) > taken:
+                wire[0] = memoryview(wire[0])[taken:]
+                break
+            taken -= len(wire.pop(0))
+            finished += self._plain.pop(0)
+        return finished
 
     def _send_output(self) -> None:
         """Send what OpenSSL wrote on its own (handshake, alerts); what the kernel will not
         take now waits for flush()."""
         if self._out.pending:
-            more = self._out.read()
-            self._wire = bytes(self._wire) + more if self._wire else more
+            self._wire.append(self._out.read())
+            self._plain.append(0)
         if self._wire:
             with contextlib.suppress(BlockingIOError):
                 self._push()
@@ -481,12 +533,13 @@ class TLSStream:
         return data
 
     def _send_traced(self, trace: Trace, data: bytes | bytearray | memoryview) -> int:
-        before, retry = self.wire_sent, self._owed
+        before, retry = self.wire_sent, bool(self._wire)
         try:
             count = self._send(data)
         except BlockingIOError:
             wire = self.wire_sent - before
-            trace.say(f"tls: send: {wire:,} wire bytes taken, {len(self._wire):,} wait")
+            held = sum(len(record) for record in self._wire)
+            trace.say(f"tls: send: {wire:,} wire bytes taken, {held:,} wait")
             raise
         wire = self.wire_sent - before
         if retry:

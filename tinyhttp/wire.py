@@ -53,7 +53,7 @@ class Heads:
         return response
 
 
-def plain_request(event: h11.Request, head_bytes: int) -> Request:
+def plain_request(event: h11.Request, head_bytes: int, secure: str = "") -> Request:
     """The request as plain values: lower-case names, repeated fields joined (RFC 9110 §5.3),
     and the fields as sent, for the echo."""
     raw = [
@@ -70,6 +70,7 @@ def plain_request(event: h11.Request, head_bytes: int) -> Request:
         raw_headers=tuple(raw),
         http_version=event.http_version.decode("ascii"),
         head_bytes=head_bytes,
+        secure=secure,
     )
 
 

@@ -13,7 +13,9 @@ import os
 import select
 import signal
 import socket
+import ssl
 import sys
+import threading
 import time
 import traceback
 from dataclasses import replace
@@ -36,11 +38,12 @@ _HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
 class Supervisor:
     """Starts `count` workers, keeps them running, and stops them on a signal."""
 
-    def __init__(self, config: Config, count: int) -> None:
+    def __init__(self, config: Config, count: int, tls: ssl.SSLContext | None = None) -> None:
         # A plain bind first proves the port free: with SO_REUSEPORT alone, a second tinyhttp
         # would quietly share the first one's port instead of saying it is in use.
         probe = open_listener(config.bind, config.port, config.unix)
-        self.url = url_for(probe.family, probe.getsockname())
+        self.url = url_for(probe.family, probe.getsockname(), "http" if tls is None else "https")
+        self.tls = tls
         if config.unix is None:
             host, port = probe.getsockname()[:2]
             config = replace(config, bind=host, port=port)
@@ -109,9 +112,13 @@ class Supervisor:
             listener = self._shared or open_listener(
                 self.config.bind, self.config.port, reuse_port=True
             )
-            server = Server(self.config, listener=listener)
+            server = Server(self.config, listener=listener, tls=self.tls)
             server.catch_signals((signal.SIGTERM,))
-            server.stop_when_closed(self._lifeline_reader)
+            # Our end of the lifeline reads end-of-file once the supervisor is gone, however
+            # it ended (SIGKILL included): a thread waits for that and stops the loop.
+            lifeline = threading.Thread(target=_stop_on_eof, args=(self._lifeline_reader, server))
+            lifeline.daemon = True
+            lifeline.start()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
             server.serve()
         except BaseException:
@@ -154,6 +161,12 @@ class Supervisor:
         self._stopping = True
         for pid in list(self._children):
             os.kill(pid, signal.SIGTERM)  # each drains its in-flight answers, then exits
+
+
+def _stop_on_eof(fd: int, server: Server) -> None:
+    while os.read(fd, 4096):  # nothing is ever written: this returns at end of file
+        pass
+    server.stop()  # safe from another thread: a flag, then a byte down the wake-up pair
 
 
 def _describe(status: int) -> str:
