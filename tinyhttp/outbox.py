@@ -122,8 +122,9 @@ class Outbox:
         else:
             n = sock.send(b"".join(run))
         if self.trace:
-            call = "send" if len(run) == 1 else f"sendmsg of {len(run)} buffers"
-            self.trace.say(f"{call}({sum(map(len, run))} bytes) -> {n} taken by the kernel")
+            what = f"{sum(map(len, run))} bytes"
+            call = f"send({what})" if len(run) == 1 else f"sendmsg({len(run)} buffers, {what})"
+            self.trace.say(f"{call} -> {n} taken by the kernel")
         taken = 0  # drop what the kernel took: whole strings, then the start of one
         while taken < len(run) and len(run[taken]) <= n:
             n -= len(run[taken])
