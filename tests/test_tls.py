@@ -496,7 +496,8 @@ def test_the_retry_rule(
         stream.send(b"x")
     reading.set()
     counts = []
-    while stream.wants_write:  # each retry returns the plaintext of the records it finished
+    # Each retry returns the plaintext of the records finished since the last one.
+    while stream.wants_write or stream._done:
         try:
             counts.append(stream.send(data[sent:]))
             sent += counts[-1]

@@ -246,6 +246,7 @@ class TLSStream:
     __slots__ = (
         "_done",
         "_in",
+        "_notified",
         "_out",
         "_peer_closed",
         "_plain",
@@ -268,6 +269,7 @@ class TLSStream:
         self._wire: list[bytes | memoryview] = []  # records the kernel has not taken yet
         self._plain: list[int] = []  # the plaintext bytes of each (0 for handshake, alerts)
         self._done = 0  # plaintext whose records flush() finished: the next send()'s count
+        self._notified = False  # our close_notify has been written
         self._peer_closed = False  # the client's close_notify arrived
         self.established = False  # the handshake is done
         self.wire_received = 0  # bytes read from the socket, TLS records and all
@@ -479,7 +481,9 @@ class TLSStream:
             self._plain.append(0)
         if self._wire:
             with contextlib.suppress(BlockingIOError):
-                self._push()
+                # Held data records may go out with it: their plaintext is counted, and
+                # reported by the next send(), so it is not sent twice.
+                self._done += self._push()
 
     def _send_alert(self) -> None:
         # OpenSSL wrote an alert saying why it gives up (RFC 8446 §6.2): worth one send().
@@ -491,21 +495,31 @@ class TLSStream:
     def shutdown(self, how: int) -> None:
         """shutdown(SHUT_WR) first sends close_notify (RFC 8446 §6.1), so the client can tell
         our end from a connection cut short; then shuts the socket."""
-        if how != socket.SHUT_RD and self.established:
-            try:
-                self._tls.unwrap()
-            except ssl.SSLWantReadError:
-                pass  # ours is written; we do not wait for the client's close_notify
-            except ssl.SSLError:
-                pass  # the session is broken: there is nothing to say
-            # If the kernel is full the alert is cut short: for the client, an end without one.
-            self._send_output()
-            if self.trace is not None:
-                self.trace.say("tls: close_notify sent")
+        if how != socket.SHUT_RD:
+            self._notify()
         self.sock.shutdown(how)
 
     def close(self) -> None:
+        """Say close_notify if it was not said yet, then close the socket: however the
+        connection ends, a finished session ends with one (RFC 8446 §6.1)."""
+        with contextlib.suppress(OSError):  # the client may be gone already
+            self._notify()
         self.sock.close()
+
+    def _notify(self) -> None:
+        if not self.established or self._notified:
+            return
+        self._notified = True
+        try:
+            self._tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # ours is written; we do not wait for the client's close_notify
+        except ssl.SSLError:
+            return  # the session is broken: there is nothing to say
+        # If the kernel is full the alert is cut short: for the client, an end without one.
+        self._send_output()
+        if self.trace is not None:
+            self.trace.say("tls: close_notify sent")
 
     # --- --trace -----------------------------------------------------------------------
 
