@@ -12,7 +12,8 @@ done, whether the connection may be kept alive. We add only what h11 does not kn
                (_pump) until it needs more bytes; each request becomes a Reply, whose head and
                body h11 turns into bytes for the outbox.
     CLOSING    the answer queued last is the last one (the client asked to close, or we
-               refused its request): send what is queued, then linger.
+               refused its request): send what is queued, then close, lingering first if
+               the client may still be sending.
     LINGERING  our side is shut (shutdown(SHUT_WR)): read and drop what the client still
                sends, for a moment, so that it reads our answer instead of a reset
                (RFC 9112 §9.6).
@@ -24,9 +25,14 @@ One deadline, and what it waits for (`waiting`), set where they change:
     an answer queued, or bytes sent      SEND    send_timeout later
     all sent, kept alive                 IDLE    idle_timeout later
     all sent, a request still arriving   HEAD    head_timeout after that request's first byte
+    all sent, an event stream open       STREAM  heartbeat_seconds later: a comment, not a close
     our side shut                        LINGER  linger_seconds later
 
-Ownership: the server owns the socket (it registers, unregisters and closes it); the
+An answer may go on without end (an event stream, for --reload): h11 keeps our side in
+SEND_BODY, push() sends each event through it, and the drain ends it with the last chunk.
+
+The socket may be a TLSStream (tls.py), which reads and writes like one. Ownership: the
+server owns the socket (it registers, unregisters and closes it); the
 connection owns its h11.Connection and its outbox; the outbox owns every file descriptor
 queued in it and closes each one when its last byte is sent or the connection closes.
 """

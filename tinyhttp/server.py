@@ -6,12 +6,17 @@ The server owns the listening socket, the selector and every client socket (each
 HTTP state belongs to its Connection). One loop does all the work:
 
     for key, mask in selector.select(timeout):    # sleep until a socket is ready
-        key.data(mask)                             # _accept, _wake, or one client's _serve
+        key.data(mask)                             # _accept, the wake-up, or a client's _serve
     _run_due(now)                                  # deadlines that have passed
+
+A socket accept() returns is read at once (its request is most often there already) and is
+registered with the selector only if the connection lives on. With HTTPS each one is first
+wrapped in a TLSStream (tls.py), which the connection reads and writes like the socket.
 
 After a client's handler has run, `_settle` tells the selector what the connection now waits
 for (readable, writable) and puts its deadline in the heap. select() sleeps until the
-nearest deadline, so an idle server wakes only when there is something to do.
+nearest deadline, so an idle server wakes only when there is something to do (and, with
+--reload, when the folder's watcher is due to look again).
 
 Deadlines live in a heap of (when, n, slot), a slot being what the server keeps for one
 connection. A connection's deadline moves later with every request, and a heap cannot move
@@ -25,8 +30,9 @@ one may give up its place (Connection.may_make_room): kept-alive idle ones at on
 only once they have had time to send a request; never one whose request waits unread.
 
 Stopping: a signal or stop() wakes select() (wakeup.py) and sets a flag; at the end of that
-turn of the loop the server stops accepting,
-closes idle connections and lets the others finish their answer until the drain deadline.
+turn of the loop the server stops accepting, closes idle connections, ends event streams and
+lets the others finish their answer until the drain deadline; what is still going out then
+is cut, and counted.
 """
 
 from __future__ import annotations
