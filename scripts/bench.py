@@ -45,6 +45,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -723,10 +724,12 @@ class Report:
     runs: dict[str, dict[str, list[WrkResult]]] = field(default_factory=dict)
 
 
-def load_all(servers: list[Running], loads: Sequence[Load], duration: int, report: Report) -> None:
+def load_all(
+    servers: list[Running], loads: Sequence[Load], duration: int, report: Report, rounds: int = 1
+) -> None:
     """Each load on each server in turn; a load run several times alternates the servers."""
     for load in loads:
-        for _ in range(load.runs):
+        for _ in range(max(load.runs, rounds)):
             for server in servers:
                 if applies(load, server.peer):
                     load_once(server, load, duration, report)
@@ -753,14 +756,31 @@ def best(results: list[WrkResult]) -> WrkResult | None:
     return max(results, key=lambda r: r.bytes_per_sec, default=None)
 
 
+def typical(
+    results: list[WrkResult], take: Callable[[WrkResult], float | None], load_key: str
+) -> float | None:
+    """One figure from a load's runs: the large file's from its best run (its row says best
+    of 3, and its CPU is that run's), any other load's the median, which a neighbour's burst
+    on a shared machine moves least."""
+    if load_key in ("large", "tls_large"):
+        chosen = best(results)
+        return take(chosen) if chosen else None
+    values = [value for value in map(take, results) if value is not None]
+    return statistics.median(values) if values else None
+
+
+def _bytes(result: WrkResult) -> float | None:
+    return result.bytes_per_sec
+
+
 # Which load each metric comes from, and how: (metric key, load key, what to take).
 _METRIC_SOURCES: tuple[tuple[str, str, Callable[[WrkResult], float | None]], ...] = (
     ("rps_1k", "small", lambda r: r.requests_per_sec),
     ("cpu_1k", "small", lambda r: r.cpu_per_request),
     ("p99_1k", "small", lambda r: r.p99_seconds),
-    ("mib_64k", "medium", lambda r: r.bytes_per_sec),
+    ("mib_64k", "medium", _bytes),
     ("cpu_64k", "medium", lambda r: r.cpu_per_request),
-    ("gib_256m", "large", lambda r: r.bytes_per_sec),
+    ("gib_256m", "large", _bytes),
     ("cpu_256m", "large", lambda r: r.cpu_per_request),
     ("rps_close", "close", lambda r: r.requests_per_sec),
     ("cpu_close", "close", lambda r: r.cpu_per_request),
@@ -768,7 +788,7 @@ _METRIC_SOURCES: tuple[tuple[str, str, Callable[[WrkResult], float | None]], ...
     ("cpu_c1000", "crowd", lambda r: r.cpu_per_request),
     ("rps_tls_1k", "tls_small", lambda r: r.requests_per_sec),
     ("cpu_tls_1k", "tls_small", lambda r: r.cpu_per_request),
-    ("gib_tls_256m", "tls_large", lambda r: r.bytes_per_sec),
+    ("gib_tls_256m", "tls_large", _bytes),
     ("cpu_tls_256m", "tls_large", lambda r: r.cpu_per_request),
 )
 
@@ -784,12 +804,12 @@ def summarize(report: Report) -> None:
     for name, runs in report.runs.items():
         values = report.values.setdefault(name, {})
         for metric_key, load_key, take in _METRIC_SOURCES:
-            result = best(runs.get(load_key, []))
-            value = take(result) if result else None
-            if result is None or value is None:
+            results = runs.get(load_key, [])
+            value = typical(results, take, load_key)
+            if value is None:
                 continue
             values[metric_key] = value
-            if result.errors:
+            if any(result.errors for result in results):
                 report.flagged.add((name, metric_key))
         if "rps_c1000" in values and values.get("rps_1k"):
             values["c1000_vs_c50"] = values["rps_c1000"] / values["rps_1k"]
@@ -1058,8 +1078,10 @@ def servers_stopped_at_exit() -> Iterator[list[Running]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def estimate(loads: Sequence[Load], peers: Sequence[Peer], duration: int) -> str:
-    runs = sum(load.runs for load in loads for peer in peers if applies(load, peer))
+def estimate(
+    loads: Sequence[Load], peers: Sequence[Peer], duration: int, rounds: int = 1
+) -> str:
+    runs = sum(max(load.runs, rounds) for load in loads for peer in peers if applies(load, peer))
     seconds = runs * (duration + 0.3) + 2 * len(peers)  # wrk runs, plus start and stop
     return f"{runs} wrk runs of {duration} s: about {seconds / 60:.1f} minutes"
 
@@ -1124,14 +1146,14 @@ def benchmark(args: argparse.Namespace) -> int:
         work.chmod(0o755)  # nginx's worker (user nobody, when we are root) must reach the files
         peers = choose_peers(args, work, report)
         report.notes[:0] = peer_notes(peers, loads, args)
-        print(f"{len(peers)} servers, {estimate(loads, peers, duration)}", flush=True)
+        print(f"{len(peers)} servers, {estimate(loads, peers, duration, args.rounds)}", flush=True)
         write_files(root, SMALL_FILES | ({} if args.quick else LARGE_FILES))
         settled = time.monotonic() + CACHE_SETTLE
         with servers_stopped_at_exit() as running:
             report.notes.extend(start_all(peers, root, work, running))
             report.servers = columns(running)
             time.sleep(max(0.0, settled - time.monotonic()))  # usually 0: starting takes longer
-            load_all(running, loads, duration, report)
+            load_all(running, loads, duration, report, args.rounds)
             for server in running:
                 if server.peer.tls is None:  # a TLS twin's memory is not its column's
                     values = report.values.setdefault(server.name, {})
@@ -1359,6 +1381,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="3 s per load, no 256 MiB test")
     p.add_argument("--duration", type=int, metavar="S", help="seconds per wrk run (default 10)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every load N times, the servers taking turns, and report the medians",
+    )
     p.add_argument(
         "--only", metavar="NAME,...", help="servers to run: " + ",".join(s.name for s in SERVERS)
     )

@@ -299,6 +299,22 @@ def test_summarize_takes_the_cpu_of_the_best_run() -> None:
     assert "cpu_close" not in values  # no completed requests: no figure
 
 
+def test_summarize_takes_the_median_of_several_rounds() -> None:
+    report = bench.Report(["tinyhttp"])
+    run = bench.WrkResult
+    report.runs["tinyhttp"] = {
+        "small": [
+            run(10000.0, 1e7, 0.005, 0, requests=50_000, cpu_seconds=5.0),
+            run(4000.0, 4e6, 0.009, 0, requests=20_000, cpu_seconds=6.0),  # a noisy round
+            run(9000.0, 9e6, 0.006, 0, requests=45_000, cpu_seconds=5.4),
+        ]
+    }
+    bench.summarize(report)
+    values = report.values["tinyhttp"]
+    assert values["rps_1k"] == 9000.0
+    assert values["cpu_1k"] == pytest.approx(5.4 / 45_000)
+
+
 def test_a_wanted_row_nobody_measured_shows_dashes() -> None:
     table = bench.render_table(
         ["tinyhttp", "nginx"], VALUES, wanted=frozenset({"rps_tls_1k", "cpu_tls_1k"})

@@ -98,6 +98,7 @@ class Shared:
     gather: bool = True  # whether several buffers go out in one sendmsg()
     stopping: bool = False  # the server is draining: every answer is the last one
     heartbeat: bytes = b""  # what an event stream says when it has said nothing for a while
+    tls: bool = False  # every socket is a TLSStream (tls.py)
     timeouts: dict[Wait, float] = field(init=False)  # each Wait's limit, looked up once
 
     def __post_init__(self) -> None:
@@ -163,10 +164,9 @@ class Connection:
 
     @property
     def wants_write(self) -> bool:
-        if self.phase is not Phase.OPEN and self.phase is not Phase.CLOSING:
-            return False
         # A TLS stream may hold bytes of its own, such as a handshake flight (tls.py).
-        return bool(self.outbox) or getattr(self.sock, "wants_write", False)
+        held = bool(self.outbox) or (self.shared.tls and self._tls().wants_write)
+        return held and (self.phase is Phase.OPEN or self.phase is Phase.CLOSING)
 
     def may_make_room(self) -> float:
         """From when this connection may be closed to make room for a newcomer: at once if
@@ -205,9 +205,9 @@ class Connection:
 
     def on_writable(self, now: float) -> None:
         """The socket has room again: send more of what is queued."""
-        if not self.outbox and getattr(self.sock, "wants_write", False):
+        if self.shared.tls and not self.outbox and self._tls().wants_write:
             with contextlib.suppress(BlockingIOError):
-                self.sock.flush()  # type: ignore[union-attr]  # TLS's own held bytes
+                self._tls().flush()  # the stream's own held bytes
         self._flush(now)
 
     def on_timeout(self, now: float) -> None:
@@ -271,6 +271,9 @@ class Connection:
         self.shared.log.cut(unsent, sent, time.monotonic(), cut)
         return len(unsent)
 
+    def _tls(self) -> TLSStream:
+        return cast("TLSStream", self.sock)  # only called when the server wraps every socket
+
     def _wait(self, why: Wait, since: float) -> None:
         self.waiting, self.deadline = why, since + self.shared.timeouts[why]
 
@@ -316,8 +319,7 @@ class Connection:
     def _on_request(self, event: h11.Request, now: float) -> None:
         # What arrived beyond this head (its body, the next request) is still in h11's buffer.
         head_bytes = self.incoming.fed - len(self.h11.trailing_data[0])
-        summary = getattr(self.sock, "summary", None)  # a TLS stream says how it is secured
-        secure = summary() if summary is not None else ""
+        secure = self._tls().summary() if self.shared.tls else ""  # "TLSv1.3 TLS_AES_..."
         request = self.incoming.request = wire.plain_request(event, head_bytes, secure)
         refusal = checks.malformed(request, self.shared.config)
         if refusal is not None:

@@ -129,6 +129,7 @@ class Server:
         shared.sendfile = portable.sendfile(self.config) and self.tls is None
         shared.gather = portable.gather()
         shared.heartbeat = reload.HEARTBEAT
+        shared.tls = self.tls is not None
         return shared
 
     # --- the loop ------------------------------------------------------------------------
