@@ -1078,9 +1078,7 @@ def servers_stopped_at_exit() -> Iterator[list[Running]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def estimate(
-    loads: Sequence[Load], peers: Sequence[Peer], duration: int, rounds: int = 1
-) -> str:
+def estimate(loads: Sequence[Load], peers: Sequence[Peer], duration: int, rounds: int = 1) -> str:
     runs = sum(max(load.runs, rounds) for load in loads for peer in peers if applies(load, peer))
     seconds = runs * (duration + 0.3) + 2 * len(peers)  # wrk runs, plus start and stop
     return f"{runs} wrk runs of {duration} s: about {seconds / 60:.1f} minutes"
