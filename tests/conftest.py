@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import signal
 import socket
 import threading
 import time
@@ -22,6 +23,12 @@ from tinyhttp.message import Reply, Request
 from tinyhttp.server import Server
 
 TIMEOUT = 5.0  # every socket call in the tests gives up after this long
+
+# A shell starts a background job (`pytest &`) with SIGINT ignored, and every child inherits
+# that: a program the tests stop with Ctrl-C's signal would then never see it. A handler of
+# our own is reset to the default at exec(), so children start with Ctrl-C working.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def respond(request: Request, config: Config, cache: FileCache | None = None) -> Reply:

@@ -377,6 +377,15 @@ def test_two_tabs_share_one_stream_and_both_follow_edits(
     _until(first, lambda: _streams(live) == 1, lambda: f"{_streams(live)} streams open")
     _pause(first, 0.3)
     assert _streams(live) == 1
+    # ...and only the new page opened one: an old page that took the lock on its way out
+    # would open a stream and drop it at once.
+    asked = [
+        p["request"]["url"]
+        for tab in tabs
+        for _, p in _since(tab, mark, "Network.requestWillBeSent")
+        if p["request"]["url"].endswith(PATH)
+    ]
+    assert len(asked) == 1, f"{len(asked)} streams asked for after the edit"
 
     _save(live_site / "style.css", STYLE.format(colour="rgb(0, 0, 160)"))
     for tab in tabs:

@@ -50,11 +50,16 @@ PATH = "/.well-known/tinyhttp/reload"
 #
 # A second `open` means the stream was lost and found again: the server restarted, and
 # anything may have changed meanwhile, so the page reloads once.
+#
+# Every tab reloads at once, and a page lives on until its successor arrives: a page that
+# is already on its way out hands the lock straight on, or it would open a stream only to
+# drop it a moment later.
 _SCRIPT_TEMPLATE = """<script>
 (function () {
   "use strict";
   var PATH = __PATH__;
   var channel = window.BroadcastChannel ? new BroadcastChannel("tinyhttp-reload") : null;
+  var leaving = false;
 
   function fresh(href, stamp) {
     var url = new URL(href);
@@ -81,7 +86,7 @@ _SCRIPT_TEMPLATE = """<script>
   }
 
   function act(name) {
-    if (name === "css") { swapStylesheets(); } else { location.reload(); }
+    if (name === "css") { swapStylesheets(); } else { leaving = true; location.reload(); }
   }
 
   function listen(heard) {
@@ -98,6 +103,7 @@ _SCRIPT_TEMPLATE = """<script>
   if (channel && navigator.locks) {
     channel.onmessage = function (message) { act(message.data); };
     navigator.locks.request("tinyhttp-reload", function () {
+      if (leaving) { return; }
       listen(function (name) { channel.postMessage(name); act(name); });
       return new Promise(function () {});
     });
