@@ -87,7 +87,7 @@ WRK_MISSING = (
 BENCH_EXTRA = "pip install -e '.[bench]'"
 
 
-# --- parsing wrk's report ---------------------------------------------------------------------
+# --- parsing wrk's report ------------------------------------------------------------------
 
 
 class WrkParseError(ValueError):
@@ -149,7 +149,7 @@ def _error_count(text: str) -> int:
     return sum(counts) + (int(non_2xx[1]) if non_2xx else 0)
 
 
-# --- the table --------------------------------------------------------------------------------
+# --- the table -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ def _legend(
     return lines
 
 
-# --- the files served -------------------------------------------------------------------------
+# --- the files served ----------------------------------------------------------------------
 
 SMALL_FILES = {"1k.bin": 1024, "64k.bin": 64 * KiB}
 LARGE_FILES = {"256m.bin": 256 * MiB}
@@ -315,7 +315,7 @@ def write_files(root: Path, sizes: dict[str, int]) -> None:
         os.utime(path, (an_hour_ago, an_hour_ago))
 
 
-# --- the servers ------------------------------------------------------------------------------
+# --- the servers ---------------------------------------------------------------------------
 
 Command = Callable[[Path, Path, int], list[str]]  # (root, work dir, port) -> argv
 
@@ -591,7 +591,7 @@ def stop(server: Running) -> None:
         process.wait(STOP_DEADLINE)
 
 
-# --- memory -----------------------------------------------------------------------------------
+# --- memory --------------------------------------------------------------------------------
 
 
 def status_field(pid: int, name: str) -> int:
@@ -623,7 +623,7 @@ def peak_rss(pid: int) -> int:
     return sum(status_field(member, "VmHWM") for member in process_tree(pid))
 
 
-# --- CPU time ---------------------------------------------------------------------------------
+# --- CPU time ------------------------------------------------------------------------------
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # per second
 
@@ -664,7 +664,7 @@ def per_request(total: float | None, requests: int) -> float | None:
     return total / requests
 
 
-# --- loads ------------------------------------------------------------------------------------
+# --- loads ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -815,7 +815,7 @@ def summarize(report: Report) -> None:
             values["c1000_vs_c50"] = values["rps_c1000"] / values["rps_1k"]
 
 
-# --- the machine ------------------------------------------------------------------------------
+# --- the machine ---------------------------------------------------------------------------
 
 
 def machine() -> dict[str, str]:
@@ -861,7 +861,7 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-# --- output -----------------------------------------------------------------------------------
+# --- output --------------------------------------------------------------------------------
 
 
 def command_lines(loads: Sequence[Load], duration: int) -> list[str]:
@@ -950,7 +950,7 @@ def _bar_text(metric: Metric, server: str, values: Values) -> str:
     return f"{value}\n{format_ratio(peer_ratio(metric, server, values))}".rstrip()
 
 
-# --- the main run -----------------------------------------------------------------------------
+# --- the main run --------------------------------------------------------------------------
 
 
 def pick_peers(
@@ -1205,7 +1205,7 @@ def _run_json(result: WrkResult) -> dict[str, Any]:
     return {name: getattr(result, name) for name in fields}
 
 
-# --- idle connections -------------------------------------------------------------------------
+# --- idle connections ----------------------------------------------------------------------
 
 IDLE_REQUEST = f"GET /1k.bin HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 IDLE_BATCH = 500  # connections opened and asked at once: well inside the listen backlog
@@ -1372,7 +1372,7 @@ def print_idle(count: int, result: dict[str, int]) -> None:
     print("machine: " + ", ".join(f"{key} {value}" for key, value in machine().items()))
 
 
-# --- command line -----------------------------------------------------------------------------
+# --- command line --------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -154,7 +154,7 @@ def _number(data: bytes) -> int | None:
     return int(head) if head.isdigit() and len(head) < 10 else None
 
 
-# --- small helpers ---------------------------------------------------------------------------
+# --- small helpers -------------------------------------------------------------------------
 
 
 def _show(data: bytes) -> str:

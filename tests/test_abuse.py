@@ -1,4 +1,4 @@
-"""Hostile and broken clients (SPEC §2, §3, §9, §1 drain): an attack table of traversal,
+"""Hostile and broken clients, and a stop while they are at it: an attack table of traversal,
 open-redirect, smuggling and malformed-head shapes, each with its exact answer and never a
 byte from outside the root; clients and files that change under a response; a crash in one
 connection; and a download that a SIGTERM must let finish.
@@ -53,7 +53,7 @@ def clean_log(server: Running) -> None:
     assert '" 500 ' not in log, log
 
 
-# --- the attack table ----------------------------------------------------------------------------
+# --- the attack table ----------------------------------------------------------------------
 
 # (request, the statuses answered in order, then "close" or "alive"). "alive" means the
 # connection is still usable afterwards: a normal request on it is answered with 200.
@@ -330,7 +330,7 @@ def test_attack_table_leaves_the_server_serving(attacked: Running) -> None:
     clean_log(attacked)
 
 
-# --- clients and files that change under a response -----------------------------------------------
+# --- clients and files that change under a response ----------------------------------------
 
 
 def small_window(server: Running) -> socket.socket:
@@ -475,7 +475,7 @@ def test_a_crash_in_one_connection_leaves_the_others_served(
     server.log.truncate()
 
 
-# --- graceful drain -------------------------------------------------------------------------------
+# --- graceful drain ------------------------------------------------------------------------
 
 
 def listening(port: int) -> bool:

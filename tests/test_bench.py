@@ -220,7 +220,7 @@ def test_wrk_commands_are_the_documented_ones() -> None:
     assert "wrk -t1 -c1000 -d10s http://127.0.0.1:PORT/1k.bin" in lines
 
 
-# --- CPU per request ------------------------------------------------------------------------
+# --- CPU per request -----------------------------------------------------------------------
 
 # A /proc/PID/stat line (proc(5)) whose name holds a space and a ")": utime 1234, stime 567.
 STAT_LINE = (
@@ -332,7 +332,7 @@ def test_wanted_rows_follow_the_loads_run() -> None:
     assert "cpu_256m" in plain and "rps_tls_1k" not in plain
 
 
-# --- peers and loads ------------------------------------------------------------------------
+# --- peers and loads -----------------------------------------------------------------------
 
 
 def _load(key: str) -> Any:
@@ -396,7 +396,7 @@ def test_tls_commands_are_https() -> None:
     assert "wrk -t1 -c50 -d5s https://127.0.0.1:PORT/1k.bin" in lines
 
 
-# --- the floor probe, over a real socket ----------------------------------------------------
+# --- the floor probe, over a real socket ---------------------------------------------------
 
 
 @pytest.fixture

@@ -462,7 +462,7 @@ def test_front_page_says_when_the_echo_is_off(
     assert statuses[urljoin(server.url, "/.well-known/tinyhttp/echo")] == 404
 
 
-# --- the pages tinyhttp writes itself: listings and error pages --------------------------
+# --- the pages tinyhttp writes itself: listings and error pages ----------------------------
 
 ODD = "<b>&\"' odd"  # a folder name that must be escaped as text and quoted in links
 DEEP = f"/files/notes/{ODD}/"  # a listing three folders down, in a copy of www/

@@ -1,4 +1,4 @@
-"""The command line and start-up (SPEC §1), driven as a real process: `python -m tinyhttp`.
+"""The command line and start-up, driven as a real process: `python -m tinyhttp`.
 
 Every server listens on port 0 (the real port is read from its first line), every wait has a
 deadline, and every process is killed in the fixture's teardown whatever the test did.
@@ -238,7 +238,7 @@ def get_hello(http: requests.Session, server: Tinyhttp) -> None:
     assert response.content == HELLO
 
 
-# --- the first line, and what is served --------------------------------------------------
+# --- the first line, and what is served ----------------------------------------------------
 
 
 def test_first_line_names_the_real_folder_and_a_working_url(
@@ -479,7 +479,7 @@ def test_second_sigint_exits_at_once(launch: Callable[..., Tinyhttp], docroot: P
     assert not any("Traceback" in line for line in server.stderr), server.stderr
 
 
-# --- mistakes: one line, exit 2 ---------------------------------------------------------------
+# --- mistakes: one line, exit 2 ------------------------------------------------------------
 
 
 def test_port_in_use(docroot: Path) -> None:
@@ -567,7 +567,7 @@ def test_unknown_host_name_gives_one_line(docroot: Path) -> None:
     assert "--bind" in message
 
 
-# --- binding ---------------------------------------------------------------------------------
+# --- binding -------------------------------------------------------------------------------
 
 
 def test_wildcard_bind_warns_and_says_so(
@@ -638,7 +638,7 @@ def test_unix_socket(launch: Callable[..., Tinyhttp], docroot: Path, tmp_path: P
     assert not path.exists(), "the socket file was left behind"
 
 
-# --- information -------------------------------------------------------------------------------
+# --- information ---------------------------------------------------------------------------
 
 
 def test_version() -> None:
@@ -656,7 +656,7 @@ def test_help() -> None:
         assert flag in result.stdout
 
 
-# --- the access log ------------------------------------------------------------------------------
+# --- the access log ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("flag", ["--quiet", "-q"])
@@ -703,7 +703,7 @@ def test_access_log_has_one_combined_line_per_request(
     assert second["agent"] == "cli-test/2.0"
 
 
-# --- resources -----------------------------------------------------------------------------------
+# --- resources -----------------------------------------------------------------------------
 
 
 def test_open_files_soft_limit_is_raised_to_the_hard_limit(
@@ -736,7 +736,7 @@ def test_open_files_soft_limit_is_raised_to_the_hard_limit(
     assert server.stop() == 0
 
 
-# --- flags that contradict each other, and a missing dependency ----------------------------------
+# --- flags that contradict each other, and a missing dependency ----------------------------
 
 
 @pytest.mark.parametrize("extra", [("--port", "8080"), ("--bind", "127.0.0.1"), ("-p", "0")])
@@ -778,7 +778,7 @@ def test_without_h11_one_line_says_how_to_install(tmp_path: Path) -> None:
     assert "pip install -q -e ." in message  # README's set-up command
 
 
-# --- what a stop cost ----------------------------------------------------------------------------
+# --- what a stop cost ----------------------------------------------------------------------
 
 
 def test_a_drain_that_cuts_an_answer_says_so(

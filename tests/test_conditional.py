@@ -1,4 +1,4 @@
-"""Preconditions, clause by clause of RFC 9110 §13 and the ETag comparisons of §8.8.3 (SPEC §6)."""
+"""Preconditions, clause by clause of RFC 9110 §13 and the ETag comparisons of §8.8.3."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def check(headers: dict[str, str], method: str = "GET") -> int | None:
     return evaluate(method, headers, ETAG, MODIFIED)
 
 
-# --- §8.8.3: parsing If-Match / If-None-Match lists --------------------------------------------
+# --- §8.8.3: parsing If-Match / If-None-Match lists ----------------------------------------
 
 
 def test_parse_etags_keeps_quotes_and_weak_prefix_rfc9110_8_8_3() -> None:
@@ -68,7 +68,7 @@ def test_parse_etags_keeps_obs_text_rfc9110_8_8_3() -> None:
     assert parse_etags('"caf\xe9"') == ['"caf\xe9"']
 
 
-# --- §8.8.3.2: strong and weak comparison -------------------------------------------------------
+# --- §8.8.3.2: strong and weak comparison --------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_comparison_table_rfc9110_8_8_3_2(a: str, b: str, strong: bool, weak: bo
     assert weak_match(a, b) is weak
 
 
-# --- §13.1.1 If-Match (step 1 of §13.2.2) ------------------------------------------------------
+# --- §13.1.1 If-Match (step 1 of §13.2.2) --------------------------------------------------
 
 
 def test_no_preconditions_go_on_rfc9110_13_2_2() -> None:
@@ -121,7 +121,7 @@ def test_if_match_empty_or_malformed_list_matches_nothing_rfc9110_13_1_1() -> No
     assert check({"if-match": "garbage"}) == 412
 
 
-# --- §13.1.4 If-Unmodified-Since (step 2) -------------------------------------------------------
+# --- §13.1.4 If-Unmodified-Since (step 2) --------------------------------------------------
 
 
 def test_if_unmodified_since_earlier_date_is_412_rfc9110_13_1_4() -> None:
@@ -148,7 +148,7 @@ def test_if_match_beats_if_unmodified_since_rfc9110_13_2_2() -> None:
     assert check({"if-match": OTHER, "if-unmodified-since": AFTER}) == 412
 
 
-# --- §13.1.2 If-None-Match (step 3) --------------------------------------------------------------
+# --- §13.1.2 If-None-Match (step 3) --------------------------------------------------------
 
 
 def test_if_none_match_same_tag_is_304_for_get_and_head_rfc9110_13_1_2() -> None:
@@ -188,7 +188,7 @@ def test_if_unmodified_since_is_checked_before_if_none_match_rfc9110_13_2_2() ->
     assert check({"if-unmodified-since": BEFORE, "if-none-match": ETAG}) == 412
 
 
-# --- §13.1.3 If-Modified-Since (step 4) ----------------------------------------------------------
+# --- §13.1.3 If-Modified-Since (step 4) ----------------------------------------------------
 
 
 def test_if_modified_since_same_or_later_date_is_304_rfc9110_13_1_3() -> None:
@@ -225,7 +225,7 @@ def test_if_match_passing_then_if_modified_since_rfc9110_13_2_2() -> None:
     assert check({"if-match": ETAG, "if-modified-since": AT}) == 304
 
 
-# --- §13.1.5 If-Range ----------------------------------------------------------------------------
+# --- §13.1.5 If-Range ----------------------------------------------------------------------
 
 
 def test_if_range_same_strong_tag_holds_rfc9110_13_1_5() -> None:

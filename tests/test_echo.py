@@ -39,7 +39,7 @@ def _header(reply_headers: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in reply_headers if key.lower() == name.lower()), None)
 
 
-# --- echo.py: pure ---------------------------------------------------------------------------
+# --- echo.py: pure -------------------------------------------------------------------------
 
 
 def test_body_is_the_request_line_and_headers_in_their_own_case_and_order() -> None:
@@ -75,7 +75,7 @@ def test_bytes_above_ascii_come_back_unchanged() -> None:
     assert body.startswith(b"GET /.well-known/tinyhttp/echo HTTP/1.0\r\n")
 
 
-# --- static.respond: when the echo answers ---------------------------------------------------
+# --- static.respond: when the echo answers -------------------------------------------------
 
 
 def test_respond_answers_the_echo_as_plain_text_never_cached(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_the_host_check_comes_first(tmp_path: Path) -> None:
     assert respond(rebound, Config(root=tmp_path)).status == 400
 
 
-# --- over a real socket ----------------------------------------------------------------------
+# --- over a real socket --------------------------------------------------------------------
 
 RAW_HEAD = (
     f"GET {PATH}?q=1 HTTP/1.1\r\n"

@@ -1,6 +1,6 @@
 """Fuzzing the server over real sockets with hypothesis: random bytes, and valid requests
 mutated byte by byte, sent cut at random points. Whatever arrives, the answer is never a 500,
-the log never shows a traceback or the top-level guard at work (SPEC §9: a client's bytes are
+the log never shows a traceback or the top-level guard at work (a client's bytes are
 never our bug), and the server goes on answering normal requests.
 
 Derandomized, with a bounded number of examples, so every CI run sends exactly the same bytes.

@@ -1,4 +1,4 @@
-"""The server over real sockets: requests whole, byte by byte and in random pieces (SPEC §2)."""
+"""The server over real sockets: requests whole, byte by byte and in random pieces."""
 
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def test_allow_host_permits_a_name(serve) -> None:
     assert response.status == 200
 
 
-# --- what h11 lets through and we refuse (SPEC §2) -----------------------------------------
+# --- what h11 lets through and we refuse ---------------------------------------------------
 
 
 def refused(server: Running, request: bytes, pieces: str = "whole") -> int:

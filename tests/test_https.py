@@ -58,7 +58,7 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="no curl co
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
 
 
-# --- certificates ------------------------------------------------------------------------
+# --- certificates --------------------------------------------------------------------------
 
 
 @dataclass
@@ -132,7 +132,7 @@ def client_hello(pki: PKI) -> bytes:
     return hello
 
 
-# --- the server, and clients ----------------------------------------------------------------
+# --- the server, and clients ---------------------------------------------------------------
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def site_bytes(site: Path, name: str) -> bytes:
     return (site / name).read_bytes()
 
 
-# --- 1. requests -------------------------------------------------------------------------
+# --- 1. requests ---------------------------------------------------------------------------
 
 
 def test_requests_gets_exact_bytes_over_one_kept_alive_connection(
@@ -248,7 +248,7 @@ def test_requests_gets_exact_bytes_over_one_kept_alive_connection(
     assert run.server.tracer.count == 1, "requests did not reuse its one connection"
 
 
-# --- 2. curl -----------------------------------------------------------------------------
+# --- 2. curl -------------------------------------------------------------------------------
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -288,7 +288,7 @@ def test_curl_with_a_wrong_host_gets_the_400_plain_http_gets(
     assert answers[0] == answers[1]
 
 
-# --- 3. openssl s_client -----------------------------------------------------------------
+# --- 3. openssl s_client -------------------------------------------------------------------
 
 
 def read_until(stream: IO[bytes], wanted: bytes, deadline: float) -> bytes:
@@ -338,7 +338,7 @@ def test_openssl_s_client_tls13_alpn_and_a_request(https: Running, pki: PKI) -> 
     assert answer.endswith("\r\n\r\nhello, world\n"), answer
 
 
-# --- the end of a connection: close_notify ----------------------------------------------
+# --- the end of a connection: close_notify -------------------------------------------------
 
 
 # RFC 8446 §6.1: "Each party MUST send a close_notify alert before closing its write side
@@ -383,7 +383,7 @@ def test_the_server_ends_a_connection_with_close_notify(
             pytest.fail(f"a TCP end without close_notify: {error}")
 
 
-# --- 4. protocol versions ----------------------------------------------------------------
+# --- 4. protocol versions ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["TLSv1", "TLSv1_1"])
@@ -418,7 +418,7 @@ def test_a_tls_1_2_client_works(https: Running, pki: PKI) -> None:
     assert (answer.status, answer.body) == (200, b"hello, world\n")
 
 
-# --- 5. large files, ranges, HEAD --------------------------------------------------------
+# --- 5. large files, ranges, HEAD ----------------------------------------------------------
 
 
 def test_8_mib_with_requests_and_head(https: Running, pki: PKI, huge: bytes) -> None:
@@ -516,7 +516,7 @@ def test_a_multipart_range_over_tls(https: Running, pki: PKI, huge: bytes) -> No
         assert data == huge[first : last + 1]
 
 
-# --- 6. pipelining, and requests cut into records ----------------------------------------
+# --- 6. pipelining, and requests cut into records ------------------------------------------
 
 
 def test_pipelined_requests_in_one_write_are_answered_in_order(
@@ -575,7 +575,7 @@ def test_a_request_body_over_tls_is_read_and_dropped(https: Running, pki: PKI) -
         assert reader.response().body == INDEX  # the next request, after the whole body
 
 
-# --- 7. the head timeout bounds a silent client and a stalled handshake ------------------
+# --- 7. the head timeout bounds a silent client and a stalled handshake --------------------
 
 
 def _trickle(sock: socket.socket, data: bytes, pause: float) -> None:
@@ -612,7 +612,7 @@ def test_a_client_that_stalls_is_cut_at_the_head_timeout(
     assert fetch(run, pki, "/hello.txt").body == b"hello, world\n"
 
 
-# --- 8. plain HTTP to the HTTPS port -----------------------------------------------------
+# --- 8. plain HTTP to the HTTPS port -------------------------------------------------------
 
 
 def test_plain_http_to_the_https_port_gets_a_400_that_says_https(https: Running) -> None:
@@ -635,7 +635,7 @@ def test_curl_http_to_the_https_port(https: Running) -> None:
     assert b"https://" in body
 
 
-# --- 9. garbage instead of a ClientHello -------------------------------------------------
+# --- 9. garbage instead of a ClientHello ---------------------------------------------------
 
 
 def _garbage(kind: str, pki: PKI) -> bytes:
@@ -684,7 +684,7 @@ def test_garbage_instead_of_a_client_hello(https: Running, pki: PKI, kind: str) 
     assert fetch(https, pki, "/hello.txt").body == b"hello, world\n"
 
 
-# --- 10. a hundred clients at once -------------------------------------------------------
+# --- 10. a hundred clients at once ---------------------------------------------------------
 
 
 def test_a_hundred_concurrent_clients(https: Running, pki: PKI, site: Path) -> None:
@@ -732,7 +732,7 @@ def test_the_echo_names_the_tls_version_and_cipher(
     assert (b"TLSv1.2" if version else b"TLSv1.3") in over
 
 
-# --- 12. a graceful drain ----------------------------------------------------------------
+# --- 12. a graceful drain ------------------------------------------------------------------
 
 
 def test_a_slow_download_finishes_byte_exact_during_the_drain(
@@ -767,7 +767,7 @@ def test_a_slow_download_finishes_byte_exact_during_the_drain(
     assert " cut:" not in run.log.getvalue()
 
 
-# --- 13. --reload ------------------------------------------------------------------------
+# --- 13. --reload --------------------------------------------------------------------------
 
 
 def test_the_reload_stream_over_tls_hears_a_change_within_a_second(
@@ -793,7 +793,7 @@ def test_the_reload_stream_over_tls_hears_a_change_within_a_second(
         assert time.monotonic() - changed < 1.0
 
 
-# --- 14. the command line ----------------------------------------------------------------
+# --- 14. the command line ------------------------------------------------------------------
 
 URL_LINE = re.compile(r"^Serving .+ at https://127\.0\.0\.1:(\d+)/ \(Ctrl-C to stop\)$")
 
@@ -869,7 +869,7 @@ def test_the_cli_with_two_workers_serves_https(pki: PKI, site: Path) -> None:
         assert not any("Traceback" in text for text in process.stderr), process.stderr
 
 
-# --- 15. --trace -------------------------------------------------------------------------
+# --- 15. --trace ---------------------------------------------------------------------------
 
 
 def test_trace_shows_the_handshake_and_wire_bytes_against_plaintext(

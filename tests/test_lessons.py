@@ -34,7 +34,7 @@ def sock_path(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-# --- raw_client.py: the three families ------------------------------------------------------
+# --- raw_client.py: the three families -----------------------------------------------------
 
 
 def raw_client(*args: str) -> tuple[int, bytes, str]:
@@ -165,7 +165,7 @@ def test_blocking_server_port_in_use_is_one_line() -> None:
     assert b"try --port 0" in result.stderr
 
 
-# --- udp_echo.py: you are the reliability layer now -----------------------------------------
+# --- udp_echo.py: you are the reliability layer now ----------------------------------------
 
 UDP_LINE = re.compile(r"Echoing UDP datagrams on 127\.0\.0\.1 port (\d+) \(Ctrl-C to stop\)")
 

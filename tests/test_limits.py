@@ -1,4 +1,4 @@
-"""Limits and timeouts under attack (SPEC §9): slowloris, slow readers, the connection limit,
+"""Limits and timeouts under attack: slowloris, slow readers, the connection limit,
 running out of file descriptors, and no descriptor leaked afterwards.
 
 Every limit is shortened through Config so each test takes a second or two; every wait polls
@@ -96,7 +96,7 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-# --- slowloris -----------------------------------------------------------------------------------
+# --- slowloris -----------------------------------------------------------------------------
 
 
 class Slowloris:
@@ -237,7 +237,7 @@ def test_slowloris_over_the_connection_limit(serve: Callable[..., Running]) -> N
     assert wait_until(lambda: not server.server.clients, timeout=TIMEOUT)
 
 
-# --- the connection limit ------------------------------------------------------------------------
+# --- the connection limit ------------------------------------------------------------------
 
 
 def partial_heads(server: Running, count: int) -> list[socket.socket]:
@@ -319,7 +319,7 @@ def test_listener_paused_when_full_and_resumed_when_one_closes(
             assert Reader(sock).response().body == b"hello, world\n"
 
 
-# --- slow readers ---------------------------------------------------------------------------------
+# --- slow readers --------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -373,7 +373,7 @@ def test_slow_but_steady_reader_is_not_cut(serve: Callable[..., Running], huge: 
         assert Reader(sock).response().status == 200
 
 
-# --- running out of file descriptors --------------------------------------------------------------
+# --- running out of file descriptors -------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
@@ -461,7 +461,7 @@ def _serves(port: int) -> bool:
         return False
 
 
-# --- no descriptor leaks --------------------------------------------------------------------------
+# --- no descriptor leaks -------------------------------------------------------------------
 
 
 def storm(server: Running, rounds: int) -> list[socket.socket]:

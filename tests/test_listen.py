@@ -1,4 +1,4 @@
-"""Where tinyhttp listens (SPEC §1 bind choices): IPv4, IPv6, dual-stack, names, Unix sockets.
+"""Where tinyhttp listens: IPv4, IPv6, dual-stack, names, Unix sockets.
 
 Only loopback addresses (127.0.0.1, ::1) and Unix sockets in a temporary folder are ever
 connected to; every socket call and every process has a timeout.
@@ -54,7 +54,7 @@ def sock_path(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-# --- the three families, as curl reaches them (issue 6 "Done when") ------------------------
+# --- the three families, as curl reaches them ----------------------------------------------
 
 
 @needs_curl
@@ -89,7 +89,7 @@ def test_curl_over_a_unix_socket_gets_the_front_page(
     assert result.stdout == INDEX
 
 
-# --- the same without curl, and dual-stack ------------------------------------------------
+# --- the same without curl, and dual-stack -------------------------------------------------
 
 
 def test_ipv4_socket_gets_the_front_page(serve: Callable[..., Running]) -> None:
@@ -134,7 +134,7 @@ def test_curl_reaches_a_dual_stack_bind_both_ways(serve: Callable[..., Running])
         assert result.stdout == INDEX
 
 
-# --- open_listener and url_for --------------------------------------------------------------
+# --- open_listener and url_for -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_bad_addresses_are_one_clear_message(bind: str, words: str) -> None:
     assert "--bind 127.0.0.1" in str(error.value)
 
 
-# --- Unix sockets: stale, live, not a socket ------------------------------------------------
+# --- Unix sockets: stale, live, not a socket -----------------------------------------------
 
 
 def leave_stale_socket(path: Path) -> None:

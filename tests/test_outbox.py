@@ -272,7 +272,7 @@ def test_one_flush_leaves_the_loop_to_others(tmp_path: Path) -> None:
         outbox.close()
 
 
-# --- shared descriptors, answers, and when to stop taking requests -----------------------------
+# --- shared descriptors, answers, and when to stop taking requests -------------------------
 
 
 @pytest.mark.parametrize("use_sendfile", [True, False])

@@ -1,4 +1,4 @@
-"""Range selection and multipart framing, clause by clause of RFC 9110 §14 (SPEC §7)."""
+"""Range selection and multipart framing, clause by clause of RFC 9110 §14."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tinyhttp.ranges import (
 SIZE = 1000
 
 
-# --- §14.1.2: the forms of a byte range ---------------------------------------------------
+# --- §14.1.2: the forms of a byte range ----------------------------------------------------
 
 
 def test_byte_range_length_counts_both_ends_rfc9110_14_1_2() -> None:
@@ -60,7 +60,7 @@ def test_leading_zeros_are_just_digits_rfc9110_14_1_2() -> None:
     assert select_ranges("bytes=0010-0019", SIZE) == [ByteRange(10, 19)]
 
 
-# --- §14.1.2: satisfiable or not -------------------------------------------------------------
+# --- §14.1.2: satisfiable or not -----------------------------------------------------------
 
 
 def test_first_pos_at_length_is_unsatisfiable_rfc9110_14_1_2() -> None:
@@ -82,7 +82,7 @@ def test_zero_length_file_ignores_range_rfc9110_14_1_2() -> None:
     assert select_ranges("bytes=-5", 0) is None
 
 
-# --- §14.1.2: numbers of any length never raise ------------------------------------------------
+# --- §14.1.2: numbers of any length never raise --------------------------------------------
 
 
 def test_5000_digit_first_pos_is_unsatisfiable_rfc9110_14_1_2() -> None:
@@ -117,7 +117,7 @@ def test_19_digit_numbers_count_as_past_any_file_rfc9110_14_1_2() -> None:
     ]
 
 
-# --- §14.1.1 and §14.1: syntax, where one bad spec voids the header --------------------------
+# --- §14.1.1 and §14.1: syntax, where one bad spec voids the header ------------------------
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_empty_list_elements_are_allowed_rfc9110_5_6_1() -> None:
     assert select_ranges("bytes=,0-1,", SIZE) == [ByteRange(0, 1)]
 
 
-# --- §14.2: several ranges, the guards, coalescing --------------------------------------------
+# --- §14.2: several ranges, the guards, coalescing -----------------------------------------
 
 
 def test_several_ranges_are_sorted_rfc9110_14_2() -> None:
@@ -235,7 +235,7 @@ def test_sum_guard_uses_clamped_lengths_rfc9110_14_2() -> None:
     assert select_ranges("bytes=0-99999,-1", 10) is None
 
 
-# --- §14.4: Content-Range ---------------------------------------------------------------------
+# --- §14.4: Content-Range ------------------------------------------------------------------
 
 
 def test_content_range_rfc9110_14_4() -> None:
@@ -247,7 +247,7 @@ def test_unsatisfied_range_rfc9110_14_4() -> None:
     assert unsatisfied_range(1000) == "bytes */1000"
 
 
-# --- §14.6: multipart/byteranges ---------------------------------------------------------------
+# --- §14.6: multipart/byteranges -----------------------------------------------------------
 
 SAMPLE = bytes(range(256)) * 4  # every byte value, CR and LF included
 BOUNDARY = "3d6b6a416f9b5"

@@ -1,4 +1,4 @@
-"""File semantics through real clients: conditionals, ranges, listings, codings (SPEC §4-§7)."""
+"""File semantics through real clients: conditionals, ranges, listings, codings."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_multipart_length_is_exact(server: Running) -> None:
         assert b"Content-Range: bytes 5-6/13\r\n\r\n, \r\n" in response.body
 
 
-# --- listings (SPEC §4) --------------------------------------------------------------------
+# --- listings ------------------------------------------------------------------------------
 
 
 def test_listing_html_and_json(server: Running, site: Path) -> None:
@@ -178,7 +178,7 @@ def test_no_listing_flag(serve) -> None:
     assert requests.get(server.url + "empty/", timeout=TIMEOUT).status_code == 404
 
 
-# --- representation (SPEC §5) --------------------------------------------------------------
+# --- representation ------------------------------------------------------------------------
 
 
 @pytest.fixture

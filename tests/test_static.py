@@ -1,4 +1,4 @@
-"""Unit tests for tinyhttp.static: from a request's plain values to a Reply (SPEC §2-§5).
+"""Unit tests for tinyhttp.static: from a request's plain values to a Reply.
 
 No sockets and no server: every test calls `respond()` or one of its pure helpers on a
 small site built in pytest's tmp_path, with traps around it (a canary outside the root, a
@@ -171,10 +171,10 @@ def _check_invariants(result: Result, method: str) -> None:
     HTTPStatus(result.status)  # a real status code
     length = result.header("Content-Length")
     if result.status == 204:
-        assert length is None, "SPEC §2: no Content-Length on 204"
+        assert length is None, "no Content-Length on a 204 (RFC 9110 §8.6)"
         assert result.body == b""
         return
-    assert length is not None, "SPEC §2: Content-Length on every file and generated page"
+    assert length is not None, "Content-Length on every file and generated page"
     if method == "HEAD":
         assert result.body == b"", "HEAD must not carry a body"
     else:
@@ -281,7 +281,7 @@ def test_split_path_climbing_above_root_is_404(path: str) -> None:
     assert refused.value.status == 404
 
 
-# --- traversal, decoding, bad characters (SPEC §3) -----------------------------------------
+# --- traversal, decoding, bad characters ---------------------------------------------------
 
 
 TRAVERSAL = [
@@ -352,7 +352,7 @@ def test_bad_bytes_in_the_path_are_400(site: Site, target: str) -> None:
 
 @pytest.mark.parametrize("target", ["/a%c2%85b", "/a%c2%9b31m", "/a%c2%80"])
 def test_c1_control_characters_are_400(site: Site, target: str) -> None:
-    # SPEC §3: control characters -> 400. U+0080..U+009F are control characters (Unicode Cc)
+    # Control characters -> 400. U+0080..U+009F are control characters (Unicode Cc)
     # just like U+0000..U+001F; U+009B is the 8-bit CSI that starts a terminal escape.
     assert fetch(site.config(), target).status == 400
 
@@ -471,7 +471,7 @@ def test_git_is_never_served(site: Site, target: str, dotfiles: bool) -> None:
     assert b"refs/heads" not in result.body
 
 
-# --- the canary: nothing outside the root ever appears ------------------------------------
+# --- the canary: nothing outside the root ever appears -------------------------------------
 
 
 ATTACKS = [
@@ -502,7 +502,7 @@ def test_canary_never_leaks(site: Site, target: str, method: str) -> None:
         assert SECRET not in result.body
 
 
-# --- directories (SPEC §4) -----------------------------------------------------------------
+# --- directories ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -567,7 +567,7 @@ def test_directory_without_index_is_404_without_listing(site: Site) -> None:
 
 
 def test_listing_shows_only_what_may_be_served(site: Site) -> None:
-    # SPEC §4: a listing by default; it must not reveal what a request for it would 404.
+    # A listing by default; it must not reveal what a request for it would 404.
     folder = site.root / "noindex"
     _write(folder / ".env", b"hidden\n")
     _write(folder / ".git" / "config", b"hidden\n")
@@ -591,7 +591,7 @@ def test_missing_file_and_file_as_folder_are_404(site: Site) -> None:
 
 
 def test_file_with_trailing_slash_is_404(site: Site) -> None:
-    # SPEC is silent; nginx, Apache and http.server all answer 404 (ENOTDIR) here. Serving
+    # No RFC decides it; nginx, Apache and http.server all answer 404 (ENOTDIR) here. Serving
     # the file makes every relative link in it resolve against /hello.txt/.
     assert fetch(site.config(), "/hello.txt/").status == 404
 
@@ -624,7 +624,7 @@ def test_name_too_long_is_404(site: Site, target: str) -> None:
     assert fetch(site.config(), target).status == 404
 
 
-# --- methods and targets (SPEC §2) ---------------------------------------------------------
+# --- methods and targets -------------------------------------------------------------------
 
 
 def test_absolute_form_target_is_served(site: Site) -> None:
@@ -699,7 +699,7 @@ def test_head_on_a_large_file_closes_it(site: Site) -> None:
     reply.close()  # a no-op: the no_fd_leak fixture checks the file is already closed
 
 
-# --- representation (SPEC §5) --------------------------------------------------------------
+# --- representation ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -788,7 +788,7 @@ def test_small_file_threshold(site: Site) -> None:
     assert fetch(site.config(small_file_bytes=12), "/hello.txt").sliced
 
 
-# --- the Host check (SPEC §2) --------------------------------------------------------------
+# --- the Host check ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -868,7 +868,7 @@ def test_https_absolute_form_authority_is_checked_too(site: Site) -> None:
     assert fetch(site.config(), target, host="localhost").status == 400
 
 
-# --- permission denied (SPEC §3) -----------------------------------------------------------
+# --- permission denied ---------------------------------------------------------------------
 
 
 @pytest.mark.skipif(
@@ -929,7 +929,7 @@ def test_symlink_loop_is_404(site: Site) -> None:
     assert fetch(site.config(follow_symlinks=True), "/loop-a").status == 404
 
 
-# --- the site's own 404 page (SPEC §5) -----------------------------------------------------
+# --- the site's own 404 page ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("target", ["/missing.txt", "/../x", "/.env", "/outside-link"])
@@ -963,7 +963,7 @@ def test_404_html_outside_the_root_is_not_used(site: Site) -> None:
     assert CANARY not in result.body
 
 
-# --- precompressed siblings and the app shell never open a way out --------------------------
+# --- precompressed siblings and the app shell never open a way out -------------------------
 
 
 def test_precompressed_sibling_linking_out_of_the_root_is_not_served(site: Site) -> None:

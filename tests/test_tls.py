@@ -51,7 +51,7 @@ PASSWORD = b"correct horse battery staple"
 RECORD_SLACK = RECORD_BYTES + 256
 
 
-# --- certificates and keys ----------------------------------------------------------------
+# --- certificates and keys -----------------------------------------------------------------
 
 
 @dataclass
@@ -109,7 +109,7 @@ def client_context(pki: PKI, alpn: bool = True) -> ssl.SSLContext:
     return context
 
 
-# --- the context --------------------------------------------------------------------------
+# --- the context ---------------------------------------------------------------------------
 
 
 def test_context_from_cert_and_key(context: ssl.SSLContext) -> None:
@@ -233,7 +233,7 @@ def test_error_endless_file(pki: PKI) -> None:
     assert "--tls-cert /dev/zero" in message
 
 
-# --- a test loop: select() with a deadline, as the server's loop would -------------------
+# --- a test loop: select() with a deadline, as the server's loop would ---------------------
 
 
 class Deadline:
@@ -379,7 +379,7 @@ def pattern(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-# --- (a) a Python ssl client --------------------------------------------------------------
+# --- (a) a Python ssl client ---------------------------------------------------------------
 
 
 def test_handshake_version_alpn_and_summary(
@@ -611,7 +611,7 @@ def test_shutdown_sends_close_notify(
     assert background.join() == b"last words"
 
 
-# --- an SSLObject client, driven step by step in this thread ------------------------------
+# --- an SSLObject client, driven step by step in this thread -------------------------------
 
 
 class StepClient:
@@ -814,7 +814,7 @@ def test_held_handshake_flight_goes_out_by_flush(listener: socket.socket, tmp_pa
         client.close()
 
 
-# --- (b) openssl s_client -----------------------------------------------------------------
+# --- (b) openssl s_client ------------------------------------------------------------------
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
@@ -865,7 +865,7 @@ def test_openssl_s_client_with_a_key_update(
     assert b"KEYUPDATE" in err, err
 
 
-# --- (c) plain HTTP to the TLS port -------------------------------------------------------
+# --- (c) plain HTTP to the TLS port --------------------------------------------------------
 
 
 def test_plain_http_gets_a_400_that_says_https(
@@ -889,7 +889,7 @@ def test_plain_http_gets_a_400_that_says_https(
     assert b"https://" in body
 
 
-# --- (d) garbage --------------------------------------------------------------------------
+# --- (d) garbage ---------------------------------------------------------------------------
 
 
 def _outcome(listener: socket.socket, accept: Callable[..., TLSStream], data: bytes) -> object:
@@ -942,7 +942,7 @@ def test_garbage_after_the_handshake(step: StepClient, accept: Callable[..., TLS
             break
 
 
-# --- --trace ------------------------------------------------------------------------------
+# --- --trace -------------------------------------------------------------------------------
 
 
 def test_trace_tells_the_handshake_and_each_record(

@@ -1,4 +1,4 @@
-"""--trace: a reader sees each connection's recv()s, h11 events, sends and close (SPEC §8)."""
+"""--trace: a reader sees each connection's recv()s, h11 events, sends and close."""
 
 from __future__ import annotations
 

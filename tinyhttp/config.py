@@ -29,19 +29,19 @@ class Config:
     tls_key: str | None = None
     tls_password_file: str | None = None
 
-    # --- output -----------------------------------------------------------------------
+    # --- output ----------------------------------------------------------------------------
     quiet: bool = False
     trace: bool = False
     log_json: bool = False  # --log-format json
 
-    # --- what may be served -------------------------------------------------------------
+    # --- what may be served ----------------------------------------------------------------
     dotfiles: bool = False  # .env and .htpasswd are secrets more often than content
     follow_symlinks: bool = False  # a link out of the root would otherwise leak files
     allow_hosts: tuple[str, ...] = ()  # extra Host names accepted on a loopback bind
     index_files: tuple[str, ...] = ("index.html", "index.htm")
     listing: bool = True  # a folder without an index shows its files, as a dev server should
 
-    # --- what answers carry -------------------------------------------------------------
+    # --- what answers carry ----------------------------------------------------------------
     # None -> `no-cache`: browsers revalidate, so an edit shows on the next reload.
     max_age: int | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()  # --header 'Name: value'
@@ -52,7 +52,7 @@ class Config:
     # --reload: HTML pages get a script that reloads them when a file under the root changes.
     reload: bool = False
 
-    # --- limits -------------------------------------------------------------------------
+    # --- limits ----------------------------------------------------------------------------
     # Request head: node.js 16 KiB, nginx 8 KiB + 4x8 KiB buffers, tomcat 8 KiB -> 16 KiB.
     max_head_bytes: int = 16 * 1024
     # Apache's LimitRequestFields default; real browsers send fewer than 30.
@@ -89,7 +89,7 @@ class Config:
     # standard suggests one "every 15 seconds or so" so that proxies do not drop it.
     heartbeat_seconds: float = 15.0
 
-    # --- speed --------------------------------------------------------------------------
+    # --- speed -----------------------------------------------------------------------------
     # Files up to this size are read and sent with their head in one send().
     small_file_bytes: int = 64 * 1024
     # Hot small files kept in memory with their headers (re-checked by stat() on every hit).
@@ -97,7 +97,7 @@ class Config:
     # Files changed this recently are not cached: timestamps tick coarsely (tests use 0).
     cache_settle_seconds: float = 2.0
 
-    # --- platform fallbacks, forced on so the tests run them on Linux too -------------------
+    # --- platform fallbacks, forced on so the tests run them on Linux too ------------------
     use_sendfile: bool = True  # False: read() + send(), as where os.sendfile is missing
     use_reuse_port: bool = True  # False: --workers share one listening socket, as on macOS
 

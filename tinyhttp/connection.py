@@ -154,7 +154,7 @@ class Connection:
         self.waiting = Wait.HEAD
         self.deadline = now + shared.config.head_timeout
 
-    # --- what the server asks ------------------------------------------------------------
+    # --- what the server asks --------------------------------------------------------------
 
     @property
     def wants_read(self) -> bool:
@@ -178,7 +178,7 @@ class Connection:
             return self.incoming.started + self.shared.config.evict_after
         return float("inf")
 
-    # --- events --------------------------------------------------------------------------
+    # --- events ----------------------------------------------------------------------------
 
     def on_readable(self, now: float) -> None:
         """Bytes (or EOF) arrived: feed them to h11 and answer what is complete."""
@@ -277,7 +277,7 @@ class Connection:
     def _wait(self, why: Wait, since: float) -> None:
         self.waiting, self.deadline = why, since + self.shared.timeouts[why]
 
-    # --- from h11 events to answers ------------------------------------------------------
+    # --- from h11 events to answers --------------------------------------------------------
 
     def _pump(self, now: float) -> None:
         """Take h11's events until it needs more bytes (h11's drain loop), or until answers
@@ -369,7 +369,7 @@ class Connection:
         if self.trace:
             self.trace.say(f"h11 <- Response {reply.status}, then {reply.length} body bytes")
 
-    # --- sending and closing -------------------------------------------------------------
+    # --- sending and closing ---------------------------------------------------------------
 
     def _flush(self, now: float) -> None:
         """Send what the socket takes; once answers stop backing up, take the next requests;

@@ -119,7 +119,7 @@ def _precondition_failed() -> Reply:
     return error_reply(412, "The file has changed since the version you named.")
 
 
-# --- the bytes: whole, one range, several ---------------------------------------------------
+# --- the bytes: whole, one range, several --------------------------------------------------
 
 
 def _whole(

@@ -155,7 +155,7 @@ def injected_etag(etag: str) -> str:
     return etag[:-1] + _ETAG_SUFFIX + '"'
 
 
-# --- the stream's frames (WHATWG HTML §9.2, Server-sent events) -----------------------------
+# --- the stream's frames (WHATWG HTML §9.2, Server-sent events) ----------------------------
 
 # How long a browser waits before reconnecting after the stream ends (its default is a few
 # seconds): short, so a restarted server is back in the tab quickly.

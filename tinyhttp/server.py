@@ -132,7 +132,7 @@ class Server:
         shared.tls = self.tls is not None
         return shared
 
-    # --- the loop ------------------------------------------------------------------------
+    # --- the loop --------------------------------------------------------------------------
 
     def serve(self) -> None:
         """Run until stopped, then let in-flight responses finish and close everything."""
@@ -188,7 +188,7 @@ class Server:
             return False
         return not self.clients or time.monotonic() >= self._drain_until
 
-    # --- accepting -----------------------------------------------------------------------
+    # --- accepting -------------------------------------------------------------------------
 
     def _accept(self, mask: int) -> None:
         now = time.monotonic()
@@ -247,7 +247,7 @@ class Server:
         if self._drain_until is None:
             self.selector.register(self.listener, READ, self._accept)
 
-    # --- serving clients -----------------------------------------------------------------
+    # --- serving clients -------------------------------------------------------------------
 
     def _serve(self, conn: Connection, mask: int) -> None:
         now = time.monotonic()
@@ -312,7 +312,7 @@ class Server:
         if self._accepting_again_at is not None:
             self._resume_accepting()  # a place is free again
 
-    # --- stopping ------------------------------------------------------------------------
+    # --- stopping --------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to drain and return; safe from another thread or a signal handler."""

@@ -93,7 +93,7 @@ class _NoPassword(Exception):
     """OpenSSL asked for the key's password and no password file was given."""
 
 
-# --- the context: certificate, key, and the choices a careful server makes ---------------
+# --- the context: certificate, key, and the choices a careful server makes -----------------
 
 
 def server_context(
@@ -235,7 +235,7 @@ def _explain(
     )
 
 
-# --- the stream -------------------------------------------------------------------------
+# --- the stream ----------------------------------------------------------------------------
 
 
 class TLSStream:
@@ -296,7 +296,7 @@ class TLSStream:
             return ""
         return f"{self._tls.version()} {cipher[0]}"
 
-    # --- receiving ---------------------------------------------------------------------
+    # --- receiving -------------------------------------------------------------------------
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         """Plaintext, after finishing the handshake; b"" at the client's close_notify or TCP
@@ -391,7 +391,7 @@ class TLSStream:
             self.trace.say(f"tls: first byte 0x{first[0]:02x}, not a handshake: 400, plain HTTP")
         raise NotTLS(f"the client sent 0x{first[0]:02x}, not a TLS handshake: plain HTTP?")
 
-    # --- sending -----------------------------------------------------------------------
+    # --- sending ---------------------------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Encrypt up to SEND_CHUNK bytes of `data` and return how many, once the kernel has
@@ -490,7 +490,7 @@ class TLSStream:
         with contextlib.suppress(OSError):
             self._send_output()
 
-    # --- closing -----------------------------------------------------------------------
+    # --- closing ---------------------------------------------------------------------------
 
     def shutdown(self, how: int) -> None:
         """shutdown(SHUT_WR) first sends close_notify (RFC 8446 §6.1), so the client can tell
@@ -521,7 +521,7 @@ class TLSStream:
         if self.trace is not None:
             self.trace.say("tls: close_notify sent")
 
-    # --- --trace -----------------------------------------------------------------------
+    # --- --trace ---------------------------------------------------------------------------
 
     def _recv_traced(self, trace: Trace, size: int) -> bytes:
         before, sent = self.wire_received, self.wire_sent
