@@ -6,9 +6,11 @@ import io
 import random
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ def host_allowed(request: Request, config: Config) -> bool:
     from tinyhttp.checks import host_refusal
 
     return host_refusal(request, config) is None
+
 
 INDEX = b"<!doctype html><title>home</title><p>Hello from the test site.</p>\n"
 BIG_SIZE = 3 * 1024 * 1024 + 17  # over the small-file size, so it goes out by sendfile
@@ -84,16 +87,17 @@ class Running:
         return sock
 
 
-@pytest.fixture
-def serve(site: Path) -> Iterator[Callable[..., Running]]:
-    """Start servers on 127.0.0.1, port 0; stop them and check their logs afterwards."""
+@contextmanager
+def servers(site: Path, tls: ssl.SSLContext | None = None) -> Iterator[Callable[..., Running]]:
+    """Start servers in threads on 127.0.0.1, port 0 (over TLS with a `tls` context); stop
+    them on the way out and check that their logs hold no traceback."""
     running: list[Running] = []
 
     def start(**overrides: Any) -> Running:
         options: dict[str, Any] = {"root": site, "port": 0}
         options.update(overrides)
         log = io.StringIO()
-        server = Server(Config(**options), AccessLog(log))
+        server = Server(Config(**options), AccessLog(log), tls=tls)
         thread = threading.Thread(target=server.serve, daemon=True)
         thread.start()
         running.append(Running(server, thread, log))
@@ -105,6 +109,13 @@ def serve(site: Path) -> Iterator[Callable[..., Running]]:
         run.thread.join(TIMEOUT + 5)
         assert not run.thread.is_alive(), "the server did not stop"
         assert "Traceback" not in run.log.getvalue(), run.log.getvalue()
+
+
+@pytest.fixture
+def serve(site: Path) -> Iterator[Callable[..., Running]]:
+    """Start servers on 127.0.0.1, port 0; stop them and check their logs afterwards."""
+    with servers(site) as start:
+        yield start
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import hashlib
-import io
 import itertools
 import os
 import random
@@ -31,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 import requests
@@ -39,13 +38,19 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tinyhttp.config import Config
-from tinyhttp.log import AccessLog
-from tinyhttp.server import Server
 from tinyhttp.tls import PLAIN_HTTP_ANSWER, server_context
 
 from . import support
-from .conftest import BIG_SIZE, INDEX, Reader, Response, Running, send_in_pieces, wait_until
+from .conftest import (
+    BIG_SIZE,
+    INDEX,
+    Reader,
+    Response,
+    Running,
+    send_in_pieces,
+    servers,
+    wait_until,
+)
 
 TIMEOUT = 10.0  # every socket call and every wait gives up after this long
 PASSWORD = b"correct horse battery staple"
@@ -137,26 +142,9 @@ def client_hello(pki: PKI) -> bytes:
 
 @pytest.fixture
 def serve_tls(site: Path, context: ssl.SSLContext) -> Iterator[Callable[..., Running]]:
-    """conftest's `serve`, over HTTPS: servers in threads on 127.0.0.1, port 0, stopped and
-    their logs checked for tracebacks afterwards."""
-    running: list[Running] = []
-
-    def start(**overrides: Any) -> Running:
-        options: dict[str, Any] = {"root": site, "port": 0}
-        options.update(overrides)
-        log = io.StringIO()
-        server = Server(Config(**options), AccessLog(log), tls=context)
-        thread = threading.Thread(target=server.serve, daemon=True)
-        thread.start()
-        running.append(Running(server, thread, log))
-        return running[-1]
-
-    yield start
-    for run in running:
-        run.server.stop()
-        run.thread.join(TIMEOUT + 5)
-        assert not run.thread.is_alive(), "the server did not stop"
-        assert "Traceback" not in run.log.getvalue(), run.log.getvalue()
+    """conftest's `serve`, over HTTPS."""
+    with servers(site, tls=context) as start:
+        yield start
 
 
 @pytest.fixture
