@@ -150,17 +150,39 @@ def test_a_quiet_stream_sends_heartbeats_and_outlives_the_idle_timeout(
 
 
 def test_streams_are_never_evicted_at_the_connection_limit(serve: Callable[..., Running]) -> None:
-    server = serve(reload=True, max_connections=2, evict_after=0.0)
+    server = serve(reload=True, max_connections=4, evict_after=0.0)
+    streams = [Stream(server) for _ in range(2)]
+    idle = [server.connect() for _ in range(2)]
+    try:
+        for sock in idle:  # kept alive after one answer: idle, so a place to give up
+            sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert Reader(sock).response().status == 200
+        for _ in range(2):  # each newcomer takes an idle connection's place, not a stream's
+            assert get(server, "/hello.txt")[0] == 200
+        for sock in idle:
+            sock.settimeout(TIMEOUT)
+            assert sock.recv(1) == b""
+        server.server.stop()  # the streams were still open: the drain ends each of them
+        for stream in streams:
+            stream.until(b"0\r\n\r\n")
+    finally:
+        for stream in streams:
+            stream.close()
+        for sock in idle:
+            sock.close()
+
+
+def test_streams_may_hold_half_the_places(serve: Callable[..., Running]) -> None:
+    # Never evicted, so without a cap a few clients could fill every place with streams
+    # and shut everyone else out.
+    server = serve(reload=True, max_connections=4)
     streams = [Stream(server) for _ in range(2)]
     try:
-        with server.connect() as late:  # waits in the backlog: nobody gives up a place
-            late.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            late.settimeout(0.5)
-            with pytest.raises(TimeoutError):
-                late.recv(1)
-            streams[0].close()  # a tab closes: its place goes to the newcomer
-            late.settimeout(TIMEOUT)
-            assert Reader(late).response().status == 200
+        assert get(server, reload.PATH)[0] == 503
+        assert get(server, "/hello.txt")[0] == 200
+        streams.pop().close()  # a tab closes: its stream's place is free again
+        assert wait_until(lambda: len(server.server.clients) == 1)
+        streams.append(Stream(server))
     finally:
         for stream in streams:
             stream.close()

@@ -7,6 +7,8 @@ add to every answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import checks, echo, features, reload, static
 from .cache import FileCache
 from .config import Config
@@ -26,10 +28,12 @@ class App:
         config: Config,
         cache: FileCache | None = None,
         watcher: reload.Watcher | None = None,
+        streams: Callable[[], int] = lambda: 0,
     ) -> None:
         self.config = config
         self.cache = cache or FileCache(config.cache_bytes, config.cache_settle_seconds)
         self.watcher = watcher  # --reload: told which files browsers load
+        self.streams = streams  # --reload: how many event streams are open now
         self._good_hosts: set[str] = set()
         self._decorated = bool(config.extra_headers) or config.cors_origin is not None
 
@@ -66,7 +70,7 @@ class App:
         """--reload: the event stream, or a file whose loading the watcher hears of; an HTML
         page is made from the plain file, never a range or a compressed copy of it."""
         if path == reload.PATH:
-            return reload.stream_reply()
+            return self._stream()
         if self.watcher is not None:
             index = self.config.index_files[0]
             self.watcher.served(reload.served_path(str(self.config.root), path, index))
@@ -75,6 +79,13 @@ class App:
             reply.close()
             reply = self._file(reload.plain(request), path, query)
         return reply
+
+    def _stream(self) -> Reply:
+        # A stream is never closed to make room for a newcomer, so streams without a cap
+        # could hold every place and shut everyone else out: they get half the places.
+        if self.streams() >= self.config.max_connections // 2:
+            raise Refusal(503, "Too many live-reload streams are open; close a few tabs.")
+        return reload.stream_reply()
 
     def _file(self, request: Request, path: str, query: str) -> Reply:
         """static.py's answer; with --spa, a browser's route that names no file gets the

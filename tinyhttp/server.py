@@ -109,7 +109,7 @@ class Server:
         self.tracer = Tracer(self.log) if config.trace else None
         # --reload: the watcher is polled from this loop, between events (reload.py).
         self.watcher = reload.Watcher(str(config.root), time.monotonic()) if config.reload else None
-        self.shared = self._shared(App(config, watcher=self.watcher))
+        self.shared = self._shared(App(config, watcher=self.watcher, streams=self._open_streams))
         self.selector = selectors.DefaultSelector()
         self.clients: dict[Connection, _Slot] = {}
         self.deadlines: list[tuple[float, int, _Slot]] = []
@@ -183,10 +183,13 @@ class Server:
         for conn in [c for c in self.clients if c.waiting is Wait.STREAM]:
             self._call(conn, conn.push, frame, now)
 
+    def _open_streams(self) -> int:
+        return sum(conn.waiting is Wait.STREAM for conn in self.clients)
+
     def _finished(self) -> bool:
-        if self._drain_until is None:
-            return False
-        return not self.clients or time.monotonic() >= self._drain_until
+        """Stopping, and nobody left to wait for or no more time to wait."""
+        until = self._drain_until
+        return until is not None and (not self.clients or time.monotonic() >= until)
 
     # --- accepting -------------------------------------------------------------------------
 
