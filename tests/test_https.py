@@ -38,7 +38,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tinyhttp.tls import PLAIN_HTTP_ANSWER, server_context
+from tinyhttp.tls import server_context
 
 from . import support
 from .conftest import (
@@ -441,6 +441,22 @@ def test_8_mib_read_slowly_through_a_small_window(https: Running, pki: PKI, huge
         assert Reader(tls).response().body == b"hello, world\n"
 
 
+def test_a_file_truncated_during_a_download_is_cut_cleanly(
+    https: Running, pki: PKI, huge: bytes, site: Path
+) -> None:
+    # The outbox reads the file afresh on each try, and a TLS send() must be retried with
+    # the same bytes: a file cut short under it must end the answer, not trip that rule.
+    with tls_connect(https, pki, rcvbuf=8192) as tls:
+        tls.sendall(head("/huge.bin"))
+        received = tls.recv(4096)
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        os.truncate(site / "huge.bin", 0)
+        received += read_to_end(tls)
+    assert len(received) < HUGE_SIZE
+    assert wait_until(lambda: "cut:" in https.log.getvalue())
+    assert "Traceback" not in https.log.getvalue() and "error while" not in https.log.getvalue()
+
+
 def test_a_range_over_tls(https: Running, pki: PKI, huge: bytes) -> None:
     for first, last in [(0, 0), (1000, 1999), (123_456, 5_000_000), (HUGE_SIZE - 10, HUGE_SIZE)]:
         answer = requests.get(
@@ -608,8 +624,8 @@ def test_plain_http_to_the_https_port_gets_a_400_that_says_https(https: Running)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = read_to_end(sock)
     top, _, body = answer.partition(b"\r\n\r\n")
-    assert answer == PLAIN_HTTP_ANSWER
     assert top.startswith(b"HTTP/1.1 400 ") and b"\r\nConnection: close" in top
+    assert b"\r\nDate: " in top and b"\r\nServer: tinyhttp/" in top
     assert b"https://" in body
     assert wait_until(lambda: not https.server.clients)
 
@@ -666,7 +682,7 @@ def test_garbage_instead_of_a_client_hello(https: Running, pki: PKI, kind: str) 
     if garbage[0] == 0x16:
         assert answer == b"" or answer[0] == 0x15, answer[:40]  # nothing, or a TLS alert
     else:
-        assert answer == PLAIN_HTTP_ANSWER  # taken for plain HTTP
+        assert answer.startswith(b"HTTP/1.1 400 ")  # taken for plain HTTP
     assert wait_until(lambda: not https.server.clients)
     assert "Traceback" not in https.log.getvalue()
     assert fetch(https, pki, "/hello.txt").body == b"hello, world\n"

@@ -83,14 +83,14 @@ def _pump(outbox: Outbox, writer: socket.socket, reader: socket.socket, expected
 def test_write_and_flush_deliver_bytes_in_order(pair: tuple[socket.socket, socket.socket]) -> None:
     writer, reader = pair
     outbox = Outbox()
-    assert not outbox and outbox.pending == 0
+    assert not outbox and (outbox.queued - outbox.sent) == 0
     pieces = [b"HTTP/1.1 200 OK\r\n", b"", b"Content-Length: 5\r\n\r\n", b"hello"]
     for piece in pieces:
         outbox.write(piece)  # b"" queues nothing
     expected = b"".join(pieces)
-    assert outbox and outbox.pending == len(expected)
+    assert outbox and (outbox.queued - outbox.sent) == len(expected)
     assert outbox.flush(writer) == len(expected)
-    assert not outbox and outbox.pending == 0
+    assert not outbox and (outbox.queued - outbox.sent) == 0
     assert _pump(outbox, writer, reader, len(expected)) == expected
 
 
@@ -108,12 +108,12 @@ def test_file_slice_is_sent_fully_and_closed(
         outbox.write(b"HEAD\r\n")
         outbox.add_file(FileSlice(fd, 0, len(data)))
         outbox.write(b"TAIL")
-        assert outbox.pending == 6 + len(data) + 4
+        assert (outbox.queued - outbox.sent) == 6 + len(data) + 4
         received = _pump(outbox, writer, reader, 6 + len(data) + 4)
     finally:
         outbox.close()
     assert received == b"HEAD\r\n" + data + b"TAIL"
-    assert outbox.pending == 0 and not outbox
+    assert (outbox.queued - outbox.sent) == 0 and not outbox
     assert _is_closed(fd), "the outbox must close the file once its slice is sent"
 
 
@@ -168,8 +168,12 @@ def test_file_that_shrank_raises_file_shrank(
         os.truncate(path, 100)
         with pytest.raises(FileShrank):
             outbox.flush(writer)
-        assert reader.recv(1 << 16) == _pattern(100)  # what there was went out
-        assert outbox.pending == 10_000 - 100
+        # sendfile() sends what there was; a short read() stops before sending, since a TLS
+        # stream must be given again the bytes it was given before (tls.py).
+        there = 100 if use_sendfile else 0
+        if there:
+            assert reader.recv(1 << 16) == _pattern(there)
+        assert (outbox.queued - outbox.sent) == 10_000 - there
     finally:
         outbox.close()
     assert _is_closed(fd), "close() must release the file of a failed slice"
@@ -207,12 +211,12 @@ def test_partial_send_leaves_bytes_pending(pair: tuple[socket.socket, socket.soc
         outbox.write(data)
         sent = outbox.flush(writer)  # returns, rather than blocking, when the socket is full
         assert 0 < sent < len(data)
-        assert outbox.pending == len(data) - sent > 0
+        assert (outbox.queued - outbox.sent) == len(data) - sent > 0
         assert bool(outbox) is True
         assert outbox.flush(writer) == 0  # still full: nothing more, no error
         # Once the peer reads, the rest goes out intact.
         assert _pump(outbox, writer, reader, len(data)) == data
-        assert outbox.pending == 0 and not outbox
+        assert (outbox.queued - outbox.sent) == 0 and not outbox
     finally:
         outbox.close()
 
@@ -230,13 +234,13 @@ def test_partial_file_send_keeps_the_file_open_until_close(
         outbox.add_file(FileSlice(fd, 0, 8 * 1024 * 1024))
         sent = outbox.flush(writer)
         assert 0 < sent < 8 * 1024 * 1024
-        assert outbox.pending == 8 * 1024 * 1024 - sent
+        assert (outbox.queued - outbox.sent) == 8 * 1024 * 1024 - sent
         assert bool(outbox) is True
         assert not _is_closed(fd)
     finally:
         outbox.close()
     assert _is_closed(fd)
-    assert outbox.pending == 0 and not outbox
+    assert (outbox.queued - outbox.sent) == 0 and not outbox
 
 
 def test_flush_to_a_closed_peer_raises_oserror(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -267,7 +271,7 @@ def test_one_flush_leaves_the_loop_to_others(tmp_path: Path) -> None:
         outbox.add_file(FileSlice(_open(path), 0, 3 * TURN_BYTES))
         sent = outbox.flush(_Sink())  # type: ignore[arg-type]
         assert TURN_BYTES <= sent < 2 * TURN_BYTES
-        assert outbox.pending == 3 * TURN_BYTES - sent
+        assert (outbox.queued - outbox.sent) == 3 * TURN_BYTES - sent
     finally:
         outbox.close()
 

@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives import serialization
 from tinyhttp.log import AccessLog, Trace
 from tinyhttp.tls import (
     BIO_BYTES,
-    PLAIN_HTTP_ANSWER,
     RECORD_BYTES,
     SEND_CHUNK,
     NotTLS,
@@ -400,7 +399,7 @@ def test_handshake_version_alpn_and_summary(
     assert send_all(stream, b"pong", deadline) == 0
     version, alpn, answer = background.join()
     assert (version, alpn, answer) == ("TLSv1.3", "http/1.1", b"pong")
-    assert stream.family == socket.AF_INET and stream.fileno() == stream.sock.fileno()
+    assert stream.fileno() == stream.sock.fileno()
 
 
 def test_tls12_client(pki: PKI, listener: socket.socket, accept: Callable[..., TLSStream]) -> None:
@@ -882,8 +881,9 @@ def test_plain_http_gets_a_400_that_says_https(
         while piece := client.recv(4096):
             answer += piece
     head, _, body = bytes(answer).partition(b"\r\n\r\n")
-    assert answer == PLAIN_HTTP_ANSWER
     assert head.startswith(b"HTTP/1.1 400 ")
+    for name in (b"Date", b"Server", b"X-Content-Type-Options"):
+        assert b"\r\n" + name + b": " in head
     assert b"\r\nContent-Type: text/html" in head and b"\r\nConnection: close" in head
     assert f"\r\nContent-Length: {len(body)}".encode() in head
     assert b"https://" in body

@@ -11,9 +11,10 @@ done, whether the connection may be kept alive. We add only what h11 does not kn
     OPEN       serving requests. Every recv() chunk goes to h11, and its events are drained
                (_pump) until it needs more bytes; each request becomes a Reply, whose head and
                body h11 turns into bytes for the outbox.
-    CLOSING    the answer queued last is the last one (the client asked to close, or we
-               refused its request): send what is queued, then close, lingering first if
-               the client may still be sending.
+    CLOSING    the answer queued last is the last one (we refused its request, its body
+               was over the limit, or the server is stopping): send what is queued, then
+               close, lingering first if the client may still be sending. (A client that
+               asks to close is h11's MUST_CLOSE state, and ends the same way.)
     LINGERING  our side is shut (shutdown(SHUT_WR)): read and drop what the client still
                sends, for a moment, so that it reads our answer instead of a reset
                (RFC 9112 §9.6).

@@ -64,11 +64,6 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    @property
-    def pending(self) -> int:
-        """Bytes queued and not yet sent."""
-        return self.queued - self.sent
-
     def full(self) -> bool:
         """Whether to stop taking requests until the client has read some answers."""
         return (
@@ -143,7 +138,8 @@ class Outbox:
         else:
             count = min(piece.length, READ_CHUNK)
             os.lseek(piece.fd, piece.offset, os.SEEK_SET)  # portable, unlike os.pread
-            n = sock.send(os.read(piece.fd, count))
+            data = os.read(piece.fd, count)  # a file reads short only at its end: it shrank
+            n = sock.send(data) if len(data) == count else 0
         if self.trace:
             how = "sendfile" if self.sendfile else "read+send"
             self.trace.say(f"{how}({count} bytes from offset {piece.offset}) -> {n} taken")

@@ -42,9 +42,12 @@ import contextlib
 import errno
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
+from . import __version__
+from .httpdate import format_http_date
 from .log import Trace
 from .portable import gather
 
@@ -54,7 +57,8 @@ _GATHER = gather()
 __all__ = ["NotTLS", "TLSConfigError", "TLSStream", "server_context"]
 
 # Plaintext encrypted per send() call: the outbox's read+send chunk. The stream holds at most
-# this much ciphertext (plus 22 bytes per 16 KiB record) while the kernel is full.
+# this much ciphertext (plus 22 bytes per 16 KiB record with TLS 1.3's ciphers, 29 with
+# TLS 1.2's) while the kernel is full.
 SEND_CHUNK = 256 * 1024
 # A record carries at most 2**14 bytes of plaintext (RFC 8446 §5.1, RFC 5246 §6.2.1), and at
 # most 2**14 + 256 bytes of ciphertext after its 5-byte header (RFC 8446 §5.2).
@@ -74,11 +78,18 @@ _PAGE = (
     b"<p>The plain HTTP request was sent to an HTTPS port.\n"
     b"<p>Use an address that begins with <code>https://</code>.\n"
 )
-# The only plain HTTP this module speaks: a static answer to http:// sent to the HTTPS port.
-PLAIN_HTTP_ANSWER = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html; charset=utf-8\r\n"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PAGE), _PAGE)
-)
+
+
+def plain_http_answer() -> bytes:
+    """The only plain HTTP this module speaks: the answer to http:// sent to the HTTPS port,
+    with a Date, which RFC 9110 §6.6.1 asks of every 4xx from a server with a clock."""
+    head = (
+        f"HTTP/1.1 400 Bad Request\r\nDate: {format_http_date(time.time())}\r\n"
+        f"Server: tinyhttp/{__version__}\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Content-Type: text/html; charset=utf-8\r\nContent-Length: {len(_PAGE)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + _PAGE
 
 
 class TLSConfigError(Exception):
@@ -280,10 +291,6 @@ class TLSStream:
         return self.sock.fileno()
 
     @property
-    def family(self) -> int:
-        return self.sock.family
-
-    @property
     def wants_write(self) -> bool:
         """Ciphertext waits for room in the kernel: watch for writable, then call flush()."""
         return bool(self._wire)
@@ -386,7 +393,7 @@ class TLSStream:
         https://; then close. `first` is what the client sent, read so it is not reset."""
         self.wire_received += len(first)
         with contextlib.suppress(OSError):  # if the client is gone, closing says the rest
-            self.wire_sent += self.sock.send(PLAIN_HTTP_ANSWER)
+            self.wire_sent += self.sock.send(plain_http_answer())
         if self.trace is not None:
             self.trace.say(f"tls: first byte 0x{first[0]:02x}, not a handshake: 400, plain HTTP")
         raise NotTLS(f"the client sent 0x{first[0]:02x}, not a TLS handshake: plain HTTP?")
@@ -394,9 +401,9 @@ class TLSStream:
     # --- sending ---------------------------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
-        """Encrypt up to SEND_CHUNK bytes of `data` and return how many, once the kernel has
-        taken all their ciphertext. Raises BlockingIOError when it has not: call again with
-        data that starts with the same bytes, and that call returns the count."""
+        """Encrypt up to SEND_CHUNK bytes of `data` and return how many of them the kernel
+        has taken as whole records (BlockingIOError if none). Records it has not taken yet
+        stay held: call again with data that starts with the bytes not yet counted."""
         if self.trace is not None:
             return self._send_traced(self.trace, data)
         return self._send(data)
@@ -426,8 +433,6 @@ class TLSStream:
         and retry rule. TLS encrypts from one buffer, so the first SEND_CHUNK bytes are
         joined: a copy, small beside the encryption (the outbox gathers heads and small
         bodies; large files come one slice at a time, through send())."""
-        if len(buffers) == 1:
-            return self.send(buffers[0])
         taken: list[bytes | bytearray | memoryview] = []
         room = SEND_CHUNK
         for buffer in buffers:
