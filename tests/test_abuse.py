@@ -139,18 +139,19 @@ ATTACKS = {
         "close",
     ),
     "bare-cr": (b"GET / HTTP/1.1\rHost: localhost\r\r\n\r\n", [400], "close"),
-    # Framings RFC 9112 lets a server accept, honoured exactly: what follows the body is the
-    # next request (answered 200), never taken for part of this one or smuggled past it.
+    # Framings RFC 9112 lets a server accept. A chunked body is not parsed only to be
+    # dropped: the answer, then a close, so nothing after it is taken for a request.
     "te-obs-fold": (
         get(b"/", b"Transfer-Encoding:\r\n chunked\r\n") + b"0\r\n\r\n" + HELLO,
-        [200, 200],
-        "alive",
+        [200],
+        "close",
     ),
     "te-upper-case": (
         get(b"/", b"Transfer-Encoding: CHUNKED\r\n") + b"4\r\nGET \r\n0\r\n\r\n" + HELLO,
-        [200, 200],
-        "alive",
+        [200],
+        "close",
     ),
+    # Framed exactly: what follows the body is the next request, never part of this one.
     "two-equal-cl": (
         get(b"/", b"Content-Length: 4\r\nContent-Length: 4\r\n") + b"GET " + HELLO,
         [200, 200],

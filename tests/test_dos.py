@@ -154,6 +154,26 @@ def test_a_huge_listing_is_cheap_the_second_time(site: Path) -> None:
         assert repeated < scan / 3, (repeated, scan)
 
 
+def test_a_body_of_tiny_chunks_is_not_parsed(site: Path) -> None:
+    # 170,000 one-byte chunks behind a GET: each was an h11 event, parsed only to be
+    # dropped, and one such client kept the core to itself. Now: the answer, then a close,
+    # and the body dropped unparsed while the connection lingers.
+    body = b"1\r\na\r\n" * 170_000 + b"0\r\n\r\n"
+    head = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with start(site) as (server, port):
+        get_hello(port)
+        cpu = cpu_seconds(server)
+        for _ in range(3):
+            with connect(port) as sock:
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    sock.sendall(head + body)
+                response = Reader(sock).response()
+                assert (response.status, response.headers["connection"]) == (200, "close")
+        per_request = (cpu_seconds(server) - cpu) / 3
+        assert per_request < 0.05, f"{per_request * 1000:.0f} ms of CPU per chunked body"
+        assert get_hello(port) < PROMPT
+
+
 # --- the head limit ------------------------------------------------------------------------
 
 # Both 30 KB as sent, both a few bytes once h11 has stripped the padding and unfolded the

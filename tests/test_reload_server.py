@@ -3,6 +3,7 @@ hears a change within a second, heartbeats, drain, and nothing at all without th
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import socket
@@ -199,6 +200,34 @@ def test_a_drain_ends_the_stream(serve: Callable[..., Running]) -> None:
     finally:
         stream.close()
     assert wait_until(lambda: not server.thread.is_alive())
+
+
+def test_bytes_sent_over_a_stream_close_it_and_are_not_kept(reloading: Running) -> None:
+    # h11 would buffer them without bound behind an answer that never ends.
+    stream = Stream(reloading)
+    try:
+        assert wait_until(lambda: len(reloading.server.clients) == 1)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(64):
+                stream.sock.sendall(b"X" * 65536)
+        assert wait_until(lambda: not reloading.server.clients)
+    finally:
+        stream.close()
+
+
+def test_a_byte_behind_the_stream_request_then_a_hang_up_frees_the_place(
+    reloading: Running,
+) -> None:
+    # The stray byte sits in h11's buffer, so h11 never reports the close itself: the
+    # connection used to stay open, its socket readable at EOF on every turn of the loop.
+    with reloading.connect() as sock:
+        sock.sendall(STREAM + b"X")
+        seen = b""
+        while b"retry: " not in seen:  # the stream has begun
+            chunk = sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+    assert wait_until(lambda: not reloading.server.clients)
 
 
 def test_a_closed_tab_frees_its_connection(reloading: Running) -> None:

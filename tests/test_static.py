@@ -92,6 +92,8 @@ def site(tmp_path: Path) -> Site:
     (root / "sibling-link").symlink_to(tmp / "www-secret" / "secret.txt")
     (root / "sibling-dir-link").symlink_to(tmp / "www-secret", target_is_directory=True)
     (root / "gitcfg-link").symlink_to(root / ".git" / "config")
+    (root / "env-link").symlink_to(root / ".env")
+    (root / "known-link").symlink_to(root / ".well-known" / "security.txt")
     (root / "devnull-link").symlink_to("/dev/null")
     # Non-regular files: a FIFO, and a folder whose index.html is a FIFO.
     os.mkfifo(root / "pipe")
@@ -389,6 +391,15 @@ def test_symlink_escaping_the_root_is_404(site: Site, target: str) -> None:
     result = fetch(site.config(), target)
     assert result.status == 404
     assert CANARY not in result.body
+
+
+def test_a_link_to_a_dotfile_is_as_hidden_as_the_dotfile(site: Site) -> None:
+    assert fetch(site.config(), "/env-link").status == 404
+    assert fetch(site.config(dotfiles=True), "/env-link").status == 200
+    assert fetch(site.config(), "/known-link").status == 200  # .well-known is served
+    (site.root / "noindex" / "env-link").symlink_to(site.root / ".env")
+    listing = fetch(site.config(), "/noindex/")
+    assert b"file.txt" in listing.body and b"env-link" not in listing.body
 
 
 def test_symlink_escaping_the_root_is_served_with_follow_symlinks(site: Site) -> None:

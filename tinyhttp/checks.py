@@ -142,6 +142,16 @@ def declared_length(request: Request) -> int:
     return int(value) if len(value) < 19 else 10**19
 
 
+def body_unread(request: Request, status: int, awaits_continue: bool) -> bool:
+    """Whether the request's body is left unread, so that its connection cannot be reused:
+    we refused the request, the client awaits `100 Continue` (which a final answer cancels),
+    or the body comes chunked. Parsing thousands of one-byte chunks only to drop them would
+    burn the one core every client shares; after the answer, lingering drops them unparsed."""
+    if not has_body(request):
+        return False
+    return status >= 400 or awaits_continue or "transfer-encoding" in request.headers
+
+
 def has_body(request: Request) -> bool:
     """Whether a body follows the head (RFC 9112 §6.3: only these two headers say so)."""
     return declared_length(request) > 0 or "transfer-encoding" in request.headers

@@ -31,6 +31,7 @@ One deadline, and what it waits for (`waiting`), set where they change:
 
 An answer may go on without end (an event stream, for --reload): h11 keeps our side in
 SEND_BODY, push() sends each event through it, and the drain ends it with the last chunk.
+Its client has nothing more to say: EOF or any byte from it closes the connection.
 
 The socket may be a TLSStream (tls.py), which reads and writes like one. Ownership: the
 server owns the socket (it registers, unregisters and closes it); the
@@ -195,6 +196,10 @@ class Connection:
         if self.phase is Phase.LINGERING:
             self._discard(data)
             return
+        if self.h11.our_state is h11.SEND_BODY:  # an event stream, whose client says no more:
+            # EOF, or bytes that h11 would buffer without bound behind an endless answer.
+            self.close("the client hung up on, or spoke over, the event stream", "client-gone")
+            return
         if data and not self.incoming.fed:
             # A request's first byte: its deadline counts from now (set by _all_sent once
             # nothing is left to send, unless this request is answered first).
@@ -327,12 +332,8 @@ class Connection:
             self._refuse(refusal, now, request)
             return
         reply = self.shared.respond(request)
-        # A body we will not read (we refused, or the client awaits `100 Continue`, which a
-        # final answer cancels) means the connection cannot be reused.
-        unread = checks.has_body(request) and (
-            reply.status >= 400 or self.h11.they_are_waiting_for_100_continue
-        )
-        self._answer(reply, request, now, close=unread)
+        awaits = self.h11.they_are_waiting_for_100_continue
+        self._answer(reply, request, now, close=checks.body_unread(request, reply.status, awaits))
 
     def _on_body(self, event: h11.Data) -> None:
         # A body on GET or HEAD means nothing to us; read it and drop it, up to the limit.
@@ -352,6 +353,8 @@ class Connection:
     def _answer(self, reply: Reply, request: Request | None, now: float, close: bool) -> None:
         """Queue the reply: h11 writes the head; small bodies go as bytes, large as slices."""
         close = close or self.shared.stopping or self.phase is not Phase.OPEN
+        if close:  # the last answer: h11 parses nothing more (what follows is dropped raw)
+            self.phase = Phase.CLOSING
         response = self.shared.heads.response(reply.status, tuple(reply.headers), close)
         outbox = self.outbox
         outbox.write(self.h11.send(response) or b"")
@@ -395,11 +398,8 @@ class Connection:
             return
 
     def _all_sent(self, now: float) -> None:
-        if self.h11.our_state is h11.SEND_BODY:  # an event stream, open until one side ends it
-            if self.h11.their_state is h11.CLOSED:
-                self.close("the client closed the event stream", "client-gone")
-            else:
-                self._wait(Wait.STREAM, now)
+        if self.h11.our_state is h11.SEND_BODY:  # an event stream: on_readable sees its end
+            self._wait(Wait.STREAM, now)
         elif self.phase is Phase.CLOSING or self.h11.our_state in _MUST_CLOSE:
             if self._nothing_more_coming():  # its request read whole: no need to linger
                 self.close("answered, and the client has nothing more to send")

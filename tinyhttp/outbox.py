@@ -138,8 +138,10 @@ class Outbox:
         else:
             count = min(piece.length, READ_CHUNK)
             os.lseek(piece.fd, piece.offset, os.SEEK_SET)  # portable, unlike os.pread
-            data = os.read(piece.fd, count)  # a file reads short only at its end: it shrank
-            n = sock.send(data) if len(data) == count else 0
+            data = os.read(piece.fd, count)  # short only at the file's end: it shrank
+            # A TLS stream must be given again the bytes it holds (tls.py): stop here.
+            shrank = len(data) < count and not isinstance(sock, socket.socket)
+            n = 0 if shrank else sock.send(data)
         if self.trace:
             how = "sendfile" if self.sendfile else "read+send"
             self.trace.say(f"{how}({count} bytes from offset {piece.offset}) -> {n} taken")

@@ -173,7 +173,7 @@ def _listable(entry: os.DirEntry[str], config: Config) -> bool:
         return False
     if config.follow_symlinks or not entry.is_symlink():
         return True
-    return _inside(str(config.root), os.path.realpath(entry.path))  # else a link that 404s
+    return _inside(os.path.realpath(entry.path), config)  # else a link that 404s
 
 
 def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_result, str]:
@@ -187,7 +187,7 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
         real = os.path.realpath(candidate, strict=True)
         if config.follow_symlinks:
             fd = os.open(candidate, OPEN_FLAGS)
-        elif _inside(root, real):
+        elif _inside(real, config):
             # O_NOFOLLOW: `real` has no links left, so one appearing since realpath() is a
             # swap in progress; refuse it rather than follow it out of the root.
             fd = os.open(real, OPEN_FLAGS | O_NOFOLLOW)
@@ -202,13 +202,16 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
     return fd, info, real
 
 
-def _inside(root: str, real: str) -> bool:
-    """Whether `real` lies in `root`, compared by whole components, and not inside .git."""
+def _inside(real: str, config: Config) -> bool:
+    """Whether `real` lies in the root, compared by whole components, and is visible there:
+    a link to .env or into .git is as hidden as the file itself."""
+    root = str(config.root)
     # By components: /www-secret starts with the string /www but is not inside it.
     prefix = root if root.endswith(os.sep) else root + os.sep
     if real != root and not real.startswith(prefix):
         return False
-    return f"{os.sep}.git{os.sep}" not in f"{os.sep}{real[len(prefix) :]}{os.sep}"  # nor via a link
+    names = real[len(prefix) :].split(os.sep) if real != root else []
+    return all(visible(name, config, top=n == 0) for n, name in enumerate(names))
 
 
 def _redirect(location: str) -> Reply:
