@@ -230,6 +230,41 @@ def test_a_byte_behind_the_stream_request_then_a_hang_up_frees_the_place(
     assert wait_until(lambda: not reloading.server.clients)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [b"Content-Length: 4\r\n", b"Transfer-Encoding: chunked\r\n"],
+    ids=["content-length", "chunked"],
+)
+def test_a_stream_asked_for_with_a_body_is_400(reloading: Running, extra: bytes) -> None:
+    # Any byte from a stream's client ends the stream, so a body (even one arriving later)
+    # cannot go with one.
+    with reloading.connect() as sock:
+        sock.sendall(STREAM.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n"))
+        response = Reader(sock).response()
+    assert (response.status, response.headers["connection"]) == (400, "close")
+
+
+def test_a_stream_asked_for_while_stopping_ends_at_once(serve: Callable[..., Running]) -> None:
+    server = serve(reload=True, drain_timeout=30.0)
+    with server.connect() as sock:
+        sock.sendall(STREAM[:20])  # a request under way: the stop waits for it
+        assert wait_until(lambda: len(server.server.clients) == 1)
+        server.server.stop()
+        sock.sendall(STREAM[20:])
+        seen = b""
+        while not seen.endswith(b"0\r\n\r\n"):  # the chunked body's last chunk
+            chunk = sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+    assert b"200 OK" in seen and b"Connection: close" in seen
+    assert wait_until(lambda: not server.thread.is_alive())  # long before the 30 s drain
+
+
+def test_one_place_still_allows_one_stream(serve: Callable[..., Running]) -> None:
+    stream = Stream(serve(reload=True, max_connections=1))
+    stream.close()
+
+
 def test_a_closed_tab_frees_its_connection(reloading: Running) -> None:
     stream = Stream(reloading)
     assert wait_until(lambda: len(reloading.server.clients) == 1)

@@ -397,6 +397,11 @@ def test_a_link_to_a_dotfile_is_as_hidden_as_the_dotfile(site: Site) -> None:
     assert fetch(site.config(), "/env-link").status == 404
     assert fetch(site.config(dotfiles=True), "/env-link").status == 200
     assert fetch(site.config(), "/known-link").status == 200  # .well-known is served
+    # ...wherever a link to it leads (a deploy tool may keep the real one deeper).
+    _write(site.root / "static" / ".well-known" / "acme.txt", b"token\n")
+    os.rename(site.root / ".well-known", site.tmp / "old-well-known")
+    (site.root / ".well-known").symlink_to(site.root / "static" / ".well-known")
+    assert fetch(site.config(), "/.well-known/acme.txt").body == b"token\n"
     (site.root / "noindex" / "env-link").symlink_to(site.root / ".env")
     listing = fetch(site.config(), "/noindex/")
     assert b"file.txt" in listing.body and b"env-link" not in listing.body

@@ -70,7 +70,7 @@ class App:
         """--reload: the event stream, or a file whose loading the watcher hears of; an HTML
         page is made from the plain file, never a range or a compressed copy of it."""
         if path == reload.PATH:
-            return self._stream()
+            return self._stream(request)
         if self.watcher is not None:
             index = self.config.index_files[0]
             self.watcher.served(reload.served_path(str(self.config.root), path, index))
@@ -80,10 +80,14 @@ class App:
             reply = self._file(reload.plain(request), path, query)
         return reply
 
-    def _stream(self) -> Reply:
+    def _stream(self, request: Request) -> Reply:
+        # Its client says nothing after its request (any byte ends the stream), so a
+        # request with a body cannot be one.
+        if checks.has_body(request):
+            raise Refusal(400, "An event stream is asked for without a body.")
         # A stream is never closed to make room for a newcomer, so streams without a cap
         # could hold every place and shut everyone else out: they get half the places.
-        if self.streams() >= self.config.max_connections // 2:
+        if self.streams() >= max(1, self.config.max_connections // 2):
             raise Refusal(503, "Too many live-reload streams are open; close a few tabs.")
         return reload.stream_reply()
 

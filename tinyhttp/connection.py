@@ -353,7 +353,8 @@ class Connection:
     def _answer(self, reply: Reply, request: Request | None, now: float, close: bool) -> None:
         """Queue the reply: h11 writes the head; small bodies go as bytes, large as slices."""
         close = close or self.shared.stopping or self.phase is not Phase.OPEN
-        if close:  # the last answer: h11 parses nothing more (what follows is dropped raw)
+        goes_on = isinstance(reply.body, Stream)  # an event stream: see push() and drain()
+        if close and not goes_on:  # the last answer: h11 parses nothing more after it
             self.phase = Phase.CLOSING
         response = self.shared.heads.response(reply.status, tuple(reply.headers), close)
         outbox = self.outbox
@@ -366,7 +367,6 @@ class Connection:
                 outbox.add_file(piece)
             elif piece:
                 outbox.write(self.h11.send(h11.Data(data=piece)) or b"")
-        goes_on = isinstance(reply.body, Stream)  # an event stream: see push()
         if not goes_on:
             outbox.write(self.h11.send(_END) or b"")  # b"" when Content-Length frames it
         outbox.answers.add(exchange, Ledger.NEVER if goes_on else outbox.queued)

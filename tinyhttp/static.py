@@ -204,14 +204,15 @@ def _open_inside(segments: list[str], config: Config) -> tuple[int, os.stat_resu
 
 def _inside(real: str, config: Config) -> bool:
     """Whether `real` lies in the root, compared by whole components, and is visible there:
-    a link to .env or into .git is as hidden as the file itself."""
+    a link to .env or into .git is as hidden as the file itself (a .well-known is public
+    wherever the link to it leads)."""
     root = str(config.root)
     # By components: /www-secret starts with the string /www but is not inside it.
     prefix = root if root.endswith(os.sep) else root + os.sep
     if real != root and not real.startswith(prefix):
         return False
     names = real[len(prefix) :].split(os.sep) if real != root else []
-    return all(visible(name, config, top=n == 0) for n, name in enumerate(names))
+    return all(visible(name, config, top=True) for name in names)
 
 
 def _redirect(location: str) -> Reply:
