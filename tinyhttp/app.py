@@ -86,8 +86,9 @@ class App:
         if checks.has_body(request):
             raise Refusal(400, "An event stream is asked for without a body.")
         # A stream is never closed to make room for a newcomer, so streams without a cap
-        # could hold every place and shut everyone else out: they get half the places.
-        if self.streams() >= max(1, self.config.max_connections // 2):
+        # could hold every place and shut everyone else out: they get half the places,
+        # rounded down (with one place, none: the page could never load again).
+        if self.streams() >= self.config.max_connections // 2:
             raise Refusal(503, "Too many live-reload streams are open; close a few tabs.")
         return reload.stream_reply()
 

@@ -272,9 +272,8 @@ class Connection:
         if self.trace:
             self.trace.say(f"close: {why}")
         self.phase = Phase.CLOSED
-        sent = self.outbox.sent
-        unsent = self.outbox.close()
-        self.shared.log.cut(unsent, sent, time.monotonic(), cut)
+        unsent = self.outbox.close()  # which leaves `sent` as it was
+        self.shared.log.cut(unsent, self.outbox.sent, time.monotonic(), cut)
         return len(unsent)
 
     def _tls(self) -> TLSStream:
@@ -342,8 +341,11 @@ class Connection:
             self.phase = Phase.CLOSING  # the answer is already queued; then hang up
 
     def _refuse(self, refusal: Refusal, now: float, request: Request | None = None) -> None:
-        """Answer with an error page and close (h11's error handling)."""
-        if self.h11.our_state in _CAN_ANSWER:
+        """Answer with an error page and close (h11's error handling); an event stream whose
+        client sent what h11 cannot take is ended as a stop ends it."""
+        if self.h11.our_state is h11.SEND_BODY:
+            self.drain(now)
+        elif self.h11.our_state in _CAN_ANSWER:
             reply = error_reply(refusal.status, refusal.sentence)
             if request is not None and request.method == "HEAD":
                 reply.close()  # the page's headers without its body: h11 refuses a body here
@@ -414,8 +416,8 @@ class Connection:
         """After a normal last answer: whether the client has sent all it meant to, so that
         closing at once resets nothing (as nginx decides when to linger): its request done,
         nothing left in h11's buffer nor in the kernel's."""
-        finished = self.h11.their_state in (h11.DONE, h11.MUST_CLOSE)  # MUST_CLOSE: it said close
-        if not finished or self.h11.trailing_data[0]:
+        # MUST_CLOSE: its request is done and it said close.
+        if self.h11.their_state not in (h11.DONE, h11.MUST_CLOSE) or self.h11.trailing_data[0]:
             return False
         try:
             return not self.sock.recv(1, socket.MSG_PEEK)  # b"": it has closed its side too
