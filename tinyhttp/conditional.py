@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping
 
 from .httpdate import parse_http_date
 
-__all__ = ["evaluate", "if_range_holds", "parse_etags", "present", "strong_match", "weak_match"]
+__all__ = [
+    "evaluate",
+    "if_range_holds",
+    "list_matches",
+    "parse_etags",
+    "present",
+    "strong_match",
+    "weak_match",
+]
 
 # entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE (RFC 9110 §8.8.3); "W/" is case-sensitive, and
 # etagc includes the comma, so a list cannot simply be split on commas.
@@ -58,7 +66,7 @@ def evaluate(method: str, headers: Mapping[str, str], etag: str, last_modified: 
     """
     if_match = headers.get("if-match")
     if if_match is not None:  # step 1
-        if not _list_matches(if_match, etag, strong_match):
+        if not list_matches(if_match, etag, strong_match):
             return 412
     else:  # step 2: If-Unmodified-Since counts only without If-Match (RFC 9110 §13.1.4)
         since = _date(headers.get("if-unmodified-since"))
@@ -67,7 +75,7 @@ def evaluate(method: str, headers: Mapping[str, str], etag: str, last_modified: 
     safe = method in _SAFE_METHODS
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:  # step 3
-        if _list_matches(if_none_match, etag, weak_match):
+        if list_matches(if_none_match, etag, weak_match):
             return 304 if safe else 412
     elif safe:  # step 4: If-Modified-Since counts only without If-None-Match (RFC 9110 §13.1.3)
         since = _date(headers.get("if-modified-since"))
@@ -76,7 +84,7 @@ def evaluate(method: str, headers: Mapping[str, str], etag: str, last_modified: 
     return None
 
 
-def _list_matches(header: str, etag: str, match: Callable[[str, str], bool]) -> bool:
+def list_matches(header: str, etag: str, match: Callable[[str, str], bool]) -> bool:
     """Whether an If-Match / If-None-Match list names our tag; `*` names any current file."""
     tags = parse_etags(header)
     return tags is None or any(match(tag, etag) for tag in tags)

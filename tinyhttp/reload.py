@@ -247,8 +247,7 @@ def _unchanged(request: Request, tag: str) -> bool:
     wanted = request.headers.get("if-none-match")
     if wanted is None or request.method not in ("GET", "HEAD"):
         return False
-    tags = conditional.parse_etags(wanted)
-    return tags is None or any(conditional.weak_match(t, tag) for t in tags)
+    return conditional.list_matches(wanted, tag, conditional.weak_match)
 
 
 def _bytes_of(reply: Reply) -> bytes:
@@ -256,7 +255,8 @@ def _bytes_of(reply: Reply) -> bytes:
     parts = []
     for piece in reply.pieces:
         if isinstance(piece, FileSlice):
-            parts.append(os.pread(piece.fd, piece.length, piece.offset))
+            os.lseek(piece.fd, piece.offset, os.SEEK_SET)  # portable, unlike os.pread
+            parts.append(os.read(piece.fd, piece.length))
         else:
             parts.append(piece)
     reply.close()

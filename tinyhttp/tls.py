@@ -46,7 +46,7 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import __version__
+from . import SERVER
 from .httpdate import format_http_date
 from .log import Trace
 from .portable import gather
@@ -85,7 +85,7 @@ def plain_http_answer() -> bytes:
     with a Date, which RFC 9110 §6.6.1 asks of every 4xx from a server with a clock."""
     head = (
         f"HTTP/1.1 400 Bad Request\r\nDate: {format_http_date(time.time())}\r\n"
-        f"Server: tinyhttp/{__version__}\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Server: {SERVER}\r\nX-Content-Type-Options: nosniff\r\n"
         f"Content-Type: text/html; charset=utf-8\r\nContent-Length: {len(_PAGE)}\r\n"
         "Connection: close\r\n\r\n"
     )

@@ -7,13 +7,12 @@ from http import HTTPStatus
 
 import h11
 
-from . import __version__
+from . import SERVER
 from .httpdate import DateClock
 from .message import Refusal, Request
 
 __all__ = ["Heads", "describe", "plain_request", "refusal"]
 
-SERVER = f"tinyhttp/{__version__}"
 # h11 sends `HTTP/1.1 200 ` unless told the reason phrase.
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
