@@ -1,14 +1,14 @@
 """Instructions per request, counted by Valgrind: a steady measure beside bench.py's CPU time.
 
-    python scripts/instructions.py [--requests 1000] [--only NAME,...] [--log]
+    python scripts/instructions.py [--requests 1000] [--only NAME,...] [--log] [--close]
 
 CPU time per request moves by 10 % and more between runs on a shared machine; the number of
 instructions a server executes for a request does not. Each server (tinyhttp --quiet, the
 floor probe, uvicorn+h11 and twisted web when installed, started exactly as bench.py starts
 them; --log adds tinyhttp with its access log on) runs twice under `valgrind
---tool=callgrind`. One client sends keep-alive GETs for /1k.bin, one at a time: WARMUP to the
-first run, WARMUP + N to the second. The difference in instructions, divided by N, is what one
-request costs, start-up and shut-down cancelled out.
+--tool=callgrind`. One client sends keep-alive GETs for /1k.bin, one at a time (--close: each
+on a new connection): WARMUP to the first run, WARMUP + N to the second. The difference in
+instructions, divided by N, is what one request costs, start-up and shut-down cancelled out.
 
 It counts user space only: a system call is one instruction and the kernel's work in it is
 not counted, so the time spent in system calls (which bench.py's CPU rows include) is left out.
@@ -36,7 +36,7 @@ import bench  # scripts/bench.py: run as a script, this file's folder comes firs
 
 WARMUP = 200  # requests that fill caches before the counted ones
 PEERS = (bench.SUBJECT, bench.FLOOR, "uvicorn+h11", "twisted")
-REQUEST = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: instructions.py\r\n\r\n"
+REQUEST = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: instructions.py\r\n"
 # Under Valgrind a server starts 20 to 50 times slower than it would.
 START_DEADLINE = 300.0
 TIMEOUT = 120.0  # for each answer, and for a server to exit once told to
@@ -78,12 +78,21 @@ def answer_length(head: bytes) -> int:
     raise MeasureError(f"an answer without Content-Length: {head[:80]!r}")
 
 
-def send_requests(port: int, count: int) -> None:
-    """`count` keep-alive GETs on one connection, each answer read whole before the next."""
+def send_requests(port: int, count: int, close: bool = False) -> None:
+    """`count` GETs, each answer read whole before the next: all on one connection, or
+    (`close`) each on a new one that the server closes after its answer."""
+    if close:
+        for _ in range(count):
+            _exchange(port, 1, b"Connection: close\r\n\r\n")
+    else:
+        _exchange(port, count, b"\r\n")
+
+
+def _exchange(port: int, count: int, end: bytes) -> None:
     with socket.create_connection((bench.HOST, port), timeout=TIMEOUT) as sock:
         buffer = b""
         for _ in range(count):
-            sock.sendall(REQUEST)
+            sock.sendall(REQUEST + end)
             while b"\r\n\r\n" not in buffer:
                 buffer += _recv(sock)
             head, _, buffer = buffer.partition(b"\r\n\r\n")
@@ -143,18 +152,19 @@ def under_valgrind(peer: bench.Peer, root: Path, work: Path, report: Path) -> It
         raise MeasureError(f"no callgrind report: {bench.log_tail(log)}")
 
 
-def count(peer: bench.Peer, root: Path, work: Path, requests: int) -> int:
+def count(peer: bench.Peer, root: Path, work: Path, requests: int, close: bool) -> int:
     """The instructions one run of the peer executes serving `requests` requests."""
     report = work / f"{peer.name}.{requests}.callgrind"
     with under_valgrind(peer, root, work, report) as port:
-        send_requests(port, requests)
+        send_requests(port, requests, close)
     return collected(report.read_text())
 
 
-def measure(peer: bench.Peer, root: Path, work: Path, requests: int) -> Result:
+def measure(peer: bench.Peer, root: Path, work: Path, requests: int, close: bool = False) -> Result:
     """Both runs at once (a count hardly depends on timing): half the wait on two cores."""
+    runs = (WARMUP, WARMUP + requests)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        short, long = pool.map(lambda n: count(peer, root, work, n), (WARMUP, WARMUP + requests))
+        short, long = pool.map(lambda n: count(peer, root, work, n, close), runs)
     return Result(peer.name, per_request(short, long, requests))
 
 
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1000, help="counted requests (1000)")
     parser.add_argument("--only", help=f"servers to run: {','.join(PEERS)}")
     parser.add_argument("--log", action="store_true", help="add tinyhttp with its access log on")
+    parser.add_argument("--close", action="store_true", help="a new connection per request")
     args = parser.parse_args(argv)
     wanted = args.only.split(",") if args.only else list(PEERS)
     chosen, _ = bench.pick_peers(wanted, log=args.log)
@@ -190,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{peer.name}: {WARMUP} and {WARMUP + args.requests} requests", flush=True)
             try:
-                results.append(measure(peer, root, work, args.requests))
+                results.append(measure(peer, root, work, args.requests, args.close))
             except (MeasureError, OSError) as error:
                 print(f"{peer.name}: failed: {error}", flush=True)
     print(table(results))

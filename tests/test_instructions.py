@@ -87,7 +87,10 @@ def test_counts_tinyhttp_under_valgrind(tmp_path: Path, monkeypatch: pytest.Monk
     root.mkdir()
     (root / "1k.bin").write_bytes(os.urandom(1024))
     peer = next(p for p in instructions.bench.SERVERS if p.name == "tinyhttp")
-    result = instructions.measure(peer, root, tmp_path, 40)
+    kept_alive = instructions.measure(peer, root, tmp_path, 40)
+    each_new = instructions.measure(peer, root, tmp_path, 40, close=True)
     # Python serving one small file: hundreds of thousands of instructions, not tens of
     # millions (which would mean start-up was counted as the requests' work).
-    assert 50_000 < result.per_request < 5_000_000
+    assert 50_000 < kept_alive.per_request < 5_000_000
+    # Accepting and closing a connection is work on top of the request's.
+    assert kept_alive.per_request < each_new.per_request < 5_000_000
