@@ -187,18 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--close", action="store_true", help="a new connection per request")
     args = parser.parse_args(argv)
     wanted = args.only.split(",") if args.only else list(PEERS)
-    chosen, _ = bench.pick_peers(wanted, log=args.log)
+    chosen, skipped = bench.pick_peers(wanted, log=args.log)  # those installed, and why not
     peers = [p for p in chosen if p.name in (*PEERS, f"{bench.SUBJECT}+log")]
+    for reason in skipped:
+        print(f"skipped: {reason}", flush=True)
     with tempfile.TemporaryDirectory(prefix="instructions-") as folder:
         root, work = Path(folder) / "www", Path(folder)
         root.mkdir()
         bench.write_files(root, {"1k.bin": bench.KiB})
         results = []
         for peer in peers:
-            reason = peer.missing()
-            if reason is not None:
-                print(f"{peer.name}: skipped ({reason})", flush=True)
-                continue
             print(f"{peer.name}: {WARMUP} and {WARMUP + args.requests} requests", flush=True)
             try:
                 results.append(measure(peer, root, work, args.requests, args.close))
