@@ -291,7 +291,13 @@ def responses(reader: Reader, request: bytes, count: int) -> list[Response]:
 def test_attack(attacked: Running, name: str, split: str) -> None:
     request, statuses, ending = ATTACKS[name]
     with attacked.connect() as sock:
-        send_in_pieces(sock, request, pieces(len(name)) if split == "pieces" else None)
+        try:
+            send_in_pieces(sock, request, pieces(len(name)) if split == "pieces" else None)
+        except (BrokenPipeError, ConnectionResetError):
+            # Answered and closed while the rest was still on its way: the server lingers
+            # for a body it will not read only so long, and a slow sender (a megabyte in
+            # 40-byte pieces on a busy machine) outlasts it. The answer is already here.
+            assert ending == "close"
         reader = Reader(sock)
         answers = responses(reader, request, len(statuses))
         assert [answer.status for answer in answers] == statuses

@@ -87,8 +87,8 @@ def test_counts_tinyhttp_under_valgrind(tmp_path: Path, monkeypatch: pytest.Monk
     root.mkdir()
     (root / "1k.bin").write_bytes(os.urandom(1024))
     peer = next(p for p in instructions.bench.SERVERS if p.name == "tinyhttp")
-    kept_alive = instructions.measure(peer, root, tmp_path, 40)
-    each_new = instructions.measure(peer, root, tmp_path, 40, close=True)
+    kept_alive = instructions.measure(peer, root, tmp_path, 200)
+    each_new = instructions.measure(peer, root, tmp_path, 200, close=True)
     # Python serving one small file: hundreds of thousands of instructions, not tens of
     # millions (which would mean start-up was counted as the requests' work).
     assert 50_000 < kept_alive.per_request < 5_000_000
