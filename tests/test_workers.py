@@ -1,10 +1,11 @@
-"""--workers N: processes sharing one port, replaced when they die, drained on SIGTERM (§10)."""
+"""--workers N: processes sharing one port, replaced when they die, drained on SIGTERM."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import TIMEOUT, wait_until
+from .conftest import TIMEOUT, Reader, wait_until
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads worker processes from /proc"
@@ -58,6 +59,37 @@ def test_two_workers_serve_and_are_replaced(workers) -> None:
     )
     for _ in range(10):
         assert requests.get(url, timeout=TIMEOUT).status_code == 200
+
+
+def test_the_port_answers_as_soon_as_it_is_announced(workers) -> None:
+    """The supervisor opens the listening sockets before it says where it serves: a script
+    that connects the moment it reads that line is not refused while the workers start."""
+    _, port = workers
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert Reader(sock).response().status == 200
+
+
+def test_connections_waiting_on_a_dead_worker_are_served_by_its_successor(workers) -> None:
+    """Each worker's SO_REUSEPORT socket stays with the supervisor: the connections the kernel
+    queued on it while its worker hung are answered by the replacement, not reset."""
+    process, port = workers
+    assert wait_until(lambda: len(children(process.pid)) == 2)
+    pids = children(process.pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # hung: connections queue in the kernel, unaccepted
+    waiting = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) for _ in range(6)]
+    try:
+        for sock in waiting:
+            sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        for sock in waiting:
+            assert Reader(sock).response().body == b"hello, world\n"
+    finally:
+        for sock in waiting:
+            sock.close()
+    assert not pids & children(process.pid)
 
 
 def test_sigterm_stops_every_worker(workers) -> None:

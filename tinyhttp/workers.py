@@ -2,8 +2,11 @@
 
 The supervisor serves nothing itself. It forks the workers, waits for signals, replaces a
 worker that dies, and on Ctrl-C or SIGTERM passes SIGTERM on and waits for them to drain.
-On Linux each worker binds its own socket with SO_REUSEPORT and the kernel spreads new
-connections between them; elsewhere they share the one listening socket they inherit.
+On Linux each worker has its own socket bound with SO_REUSEPORT, and the kernel spreads new
+connections between them; elsewhere they share the one listening socket they inherit. Either
+way the supervisor opens the sockets and keeps them: the port accepts connections as soon as
+the server says where it is, and the connections waiting on a worker that dies are served by
+the one that replaces it.
 """
 
 from __future__ import annotations
@@ -50,11 +53,16 @@ class Supervisor:
         self.config = config
         self.count = count
         self.cut = 0  # answers cut by a drain: each worker logs its own
-        self._shared: socket.socket | None = probe
-        if config.unix is None and portable.reuse_port(config):
+        # One listening socket shared by every worker, or (SO_REUSEPORT) one per worker: a
+        # worker that dies leaves its socket, and the backlog queued on it, to its successor.
+        self._free = [probe]
+        self._each_own = config.unix is None and portable.reuse_port(config)
+        if self._each_own:
             probe.close()
-            self._shared = None
-        self._children: dict[int, float] = {}  # pid -> when it started
+            self._free = [
+                open_listener(config.bind, config.port, reuse_port=True) for _ in range(count)
+            ]
+        self._children: dict[int, tuple[float, socket.socket]] = {}  # pid -> started, listener
         self._restarts: list[float] = []  # when each pending restart may happen
         self._stopping = False
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -84,9 +92,12 @@ class Supervisor:
                 self._reap()
                 self._restart_due()
         finally:
-            if self._shared is not None:
-                self._shared.close()
+            for listener in self._listeners():
+                listener.close()
             remove_socket_file(self.config)
+
+    def _listeners(self) -> set[socket.socket]:
+        return {*self._free, *(listener for _, listener in self._children.values())}
 
     def _timeout(self) -> float | None:
         if not self._restarts or self._stopping:
@@ -94,14 +105,15 @@ class Supervisor:
         return max(0.0, min(self._restarts) - time.monotonic())
 
     def _spawn(self) -> None:
+        listener = self._free.pop() if self._each_own else self._free[0]
         signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
         pid = os.fork()
         if pid == 0:
-            self._run_worker()  # never returns
-        self._children[pid] = time.monotonic()
+            self._run_worker(listener)  # never returns
+        self._children[pid] = (time.monotonic(), listener)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
 
-    def _run_worker(self) -> None:
+    def _run_worker(self, listener: socket.socket) -> None:
         status = 0
         try:
             signal.set_wakeup_fd(-1)
@@ -109,9 +121,8 @@ class Supervisor:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             # Ctrl-C reaches the whole process group; the parent turns it into SIGTERM.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            listener = self._shared or open_listener(
-                self.config.bind, self.config.port, reuse_port=True
-            )
+            for other in self._listeners() - {listener}:
+                other.close()  # the other workers' sockets
             server = Server(self.config, listener=listener, tls=self.tls)
             server.catch_signals((signal.SIGTERM,))
             # Our end of the lifeline reads end-of-file once the supervisor is gone, however
@@ -133,8 +144,13 @@ class Supervisor:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 return
-            started = self._children.pop(pid, None)
-            if started is None or self._stopping:
+            child = self._children.pop(pid, None)
+            if child is None:
+                continue
+            started, listener = child
+            if self._each_own:
+                self._free.append(listener)  # with its backlog, for the next worker
+            if self._stopping:
                 continue
             print(
                 f"tinyhttp: worker {pid} exited ({_describe(status)}); starting another",
