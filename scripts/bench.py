@@ -514,11 +514,14 @@ def free_port() -> int:
         return port
 
 
-def start(peer: Peer, root: Path, work: Path, extra: Sequence[str] = ()) -> Running:
-    """Start a server in its own session, so Ctrl-C reaches us and we stop it in order."""
+def start(
+    peer: Peer, root: Path, work: Path, extra: Sequence[str] = (), wrap: Sequence[str] = ()
+) -> Running:
+    """Start a server in its own session, so Ctrl-C reaches us and we stop it in order;
+    `wrap` goes before its command (a tool that runs it, such as valgrind)."""
     port = free_port()
     log = work / f"{peer.label}.log"
-    argv = [*peer.command(root, work, port), *extra]
+    argv = [*wrap, *peer.command(root, work, port), *extra]
     env = {**os.environ, **dict(peer.env)} if peer.env else None
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -535,6 +538,7 @@ def start(peer: Peer, root: Path, work: Path, extra: Sequence[str] = ()) -> Runn
 
 def wait_ready(server: Running, deadline: float) -> str | None:
     """Poll until the server accepts and answers GET /1k.bin with 200; else say why not."""
+    allowed = deadline - time.monotonic()
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return f"exited with status {server.process.returncode}: {log_tail(server.log)}"
@@ -543,7 +547,7 @@ def wait_ready(server: Running, deadline: float) -> str | None:
                 return check_answer(server)
         except OSError:
             time.sleep(0.05)
-    return f"did not accept connections within {START_DEADLINE:.0f} s: {log_tail(server.log)}"
+    return f"did not accept connections within {allowed:.0f} s: {log_tail(server.log)}"
 
 
 def check_answer(server: Running) -> str | None:
@@ -576,14 +580,14 @@ def log_tail(log: Path, lines: int = 5) -> str:
     return "(no log)"
 
 
-def stop(server: Running) -> None:
-    """SIGTERM, then SIGKILL to its whole process group if it is still there after a deadline."""
+def stop(server: Running, grace: float = STOP_DEADLINE) -> None:
+    """SIGTERM, then SIGKILL to its whole process group if it is still there `grace` later."""
     process = server.process
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(STOP_DEADLINE)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         # Not yet reaped, so its group id is still ours: workers die with their parent.
         with contextlib.suppress(ProcessLookupError):

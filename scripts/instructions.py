@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,15 +66,6 @@ def per_request(short: int, long: int, extra: int) -> float:
     return (long - short) / extra
 
 
-def answer_length(head: bytes) -> int:
-    """The body length an answer's head announces (every answer here has Content-Length)."""
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    raise MeasureError(f"an answer without Content-Length: {head[:80]!r}")
-
-
 def send_requests(port: int, count: int, close: bool = False) -> None:
     """`count` GETs, each answer read whole before the next: all on one connection, or
     (`close`) each on a new one that the server closes after its answer."""
@@ -90,74 +78,43 @@ def send_requests(port: int, count: int, close: bool = False) -> None:
 
 def _exchange(port: int, count: int, end: bytes) -> None:
     with socket.create_connection((bench.HOST, port), timeout=TIMEOUT) as sock:
-        buffer = b""
         for _ in range(count):
             sock.sendall(REQUEST + end)
-            while b"\r\n\r\n" not in buffer:
-                buffer += _recv(sock)
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200 "):
-                raise MeasureError(f"answered {head.split(b' ', 2)[1:2]}, not 200")
-            length = answer_length(head)
-            while len(buffer) < length:
-                buffer += _recv(sock)
-            buffer = buffer[length:]
-
-
-def _recv(sock: socket.socket) -> bytes:
-    data = sock.recv(65536)
-    if not data:
-        raise MeasureError("the server closed the connection")
-    return data
-
-
-def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MeasureError(f"exited with {process.returncode}: {bench.log_tail(log)}")
-        try:
-            with socket.create_connection((bench.HOST, port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.2)  # nothing to wait on but the port opening
-    raise MeasureError(f"did not listen within {START_DEADLINE:.0f} s: {bench.log_tail(log)}")
+            answer = b""
+            while (status := bench.parse_response_status(answer)) is None:
+                data = sock.recv(65536)
+                if not data:
+                    raise MeasureError("the server closed the connection")
+                answer += data
+            if status != 200:
+                raise MeasureError(f"answered {status}, not 200")
 
 
 @contextlib.contextmanager
-def under_valgrind(peer: bench.Peer, root: Path, work: Path, report: Path) -> Iterator[int]:
-    """Run the peer under callgrind while the block runs, yielding its port; callgrind's
-    `report` is complete once the block has ended (the server has exited by then)."""
-    port = bench.free_port()
-    log = report.with_suffix(".log")
+def under_valgrind(peer: bench.Peer, root: Path, work: Path) -> Iterator[int]:
+    """Run the peer under callgrind, started as bench.py starts it, while the block runs,
+    yielding its port; `work`/callgrind.txt is complete once the block has ended."""
+    report = work / "callgrind.txt"
     valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    argv = [*valgrind, f"--log-file={report}", *peer.command(root, work, port)]
-    env = {**os.environ, **dict(peer.env)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=peer.cwd, env=env, start_new_session=True,
-        )  # fmt: skip
+    server = bench.start(peer, root, work, wrap=[*valgrind, f"--log-file={report}"])
     try:
-        wait_ready(process, port, log)
-        yield port
+        reason = bench.wait_ready(server, time.monotonic() + START_DEADLINE)
+        if reason is not None:
+            raise MeasureError(reason)
+        yield server.port
     finally:
-        process.send_signal(signal.SIGTERM)  # callgrind writes its report as the server exits
-        try:
-            process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        bench.stop(server, grace=TIMEOUT)  # callgrind writes its report as the server exits
     if not report.exists():
-        raise MeasureError(f"no callgrind report: {bench.log_tail(log)}")
+        raise MeasureError(f"no callgrind report: {bench.log_tail(server.log)}")
 
 
 def count(peer: bench.Peer, root: Path, work: Path, requests: int, close: bool) -> int:
     """The instructions one run of the peer executes serving `requests` requests."""
-    report = work / f"{peer.name}.{requests}.callgrind"
-    with under_valgrind(peer, root, work, report) as port:
+    work = work / f"{peer.name}.{requests}"  # a folder of its own: two runs go at once
+    work.mkdir(exist_ok=True)
+    with under_valgrind(peer, root, work) as port:
         send_requests(port, requests, close)
-    return collected(report.read_text())
+    return collected((work / "callgrind.txt").read_text())
 
 
 def measure(peer: bench.Peer, root: Path, work: Path, requests: int, close: bool = False) -> Result:
